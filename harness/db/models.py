@@ -1,0 +1,101 @@
+"""Nova's DB schema (the part the boot path touches), as SQLAlchemy Core tables.
+
+Core rather than the ORM: every statement is visible and cheap, and the same metadata creates the
+schema on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+flavors = Table(
+    "flavors",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("vcpus", Integer, nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("root_gb", Integer, nullable=False),
+    Column("ephemeral_gb", Integer, nullable=False, default=0),
+    Column("swap", Integer, nullable=False, default=0),
+    Column("is_public", Boolean, nullable=False, default=True),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("project_id", String(64), nullable=False, index=True),
+    Column("user_id", String(64), nullable=False),
+    Column("flavor_id", String(36), nullable=False),
+    Column("image_ref", String(36), nullable=False, default=""),
+    Column("vcpus", Integer, nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("root_gb", Integer, nullable=False),
+    Column("vm_state", String(32), nullable=False),
+    Column("task_state", String(32), nullable=True),
+    Column("power_state", Integer, nullable=False, default=0),
+    Column("host", String(255), nullable=True, index=True),
+    Column("availability_zone", String(255), nullable=True),
+    Column("requested_az", String(255), nullable=True),
+    Column("fault_message", Text, nullable=True),
+    Column("fault_code", Integer, nullable=True),
+    Column("fault_details", Text, nullable=True),
+    Column("request", JSON, nullable=False, default=dict),  # networks, bdm, key_name, metadata
+    Column("addresses", JSON, nullable=False, default=dict),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("launched_at", Float, nullable=True),
+    Column("deleted", Boolean, nullable=False, default=False, index=True),
+)
+
+compute_nodes = Table(
+    "compute_nodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False, unique=True),
+    Column("vcpus", Integer, nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("local_gb", Integer, nullable=False),
+    Column("vcpus_used", Integer, nullable=False, default=0),
+    Column("memory_mb_used", Integer, nullable=False, default=0),
+    Column("local_gb_used", Integer, nullable=False, default=0),
+    Column("running_vms", Integer, nullable=False, default=0),
+    Column("cpu_allocation_ratio", Float, nullable=False),
+    Column("ram_allocation_ratio", Float, nullable=False),
+    Column("disk_allocation_ratio", Float, nullable=False),
+    Column("availability_zone", String(255), nullable=False),
+    Column("arch", String(32), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_builds", Integer, nullable=False, default=0),
+    # Bumped by every change of usage; a claim names the generation it read (as placement does).
+    Column("generation", Integer, nullable=False, default=0),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("instance_uuid", String(36), primary_key=True),
+    Column("host", String(255), nullable=False, index=True),
+    Column("vcpus", Integer, nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("disk_gb", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("instance_uuid", name="uq_allocation_instance"),
+)

@@ -1,0 +1,284 @@
+"""Traced ``rpc.call`` and ``rpc.cast`` over any :class:`~harness.messaging.base.Transport`.
+
+Span shapes follow the OpenTelemetry messaging conventions: the caller's span is ``call <topic>``
+(CLIENT, it waits for the reply) or ``cast <topic>`` (PRODUCER); the server's span is
+``receive <topic>`` (CONSUMER), which *starts when the message was sent*, so its duration holds the
+time the message waited in the queue (also recorded as ``messaging.harness.queue_wait_ms``) plus
+the step's modeled delay. The server's work runs as children of the receive span. Boot steps are
+given per method by the services, so the RPC layer itself hard-codes no step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from harness.latency import LatencyModel
+from harness.messaging.base import Consumer, Message, Transport
+from harness.steps import Step
+from harness.telemetry import extract_context, inject_headers, mark_error, step_attributes
+
+log = logging.getLogger(__name__)
+
+
+class RpcError(Exception):
+    """The remote method raised; the message is the remote error's text."""
+
+
+class RpcTimeout(RpcError):
+    """No reply within ``rpc_response_timeout`` (oslo.messaging's MessagingTimeout)."""
+
+
+def _template(topic: str) -> str:
+    return "compute.{host}" if topic.startswith("compute.") else topic
+
+
+def _send_attrs(transport: Transport, msg: Message, op: str) -> dict[str, Any]:
+    return {
+        "messaging.system": transport.system,
+        "messaging.operation.type": "send",
+        "messaging.operation.name": op,
+        "messaging.destination.name": msg.topic,
+        "messaging.destination.template": _template(msg.topic),
+        "messaging.message.id": msg.message_id,
+        "messaging.rabbitmq.destination.routing_key": msg.topic,
+        "openstack.rpc.exchange": msg.exchange,
+        "openstack.rpc.method": msg.method,
+    }
+
+
+def _attrs_for(step: Step | None) -> dict[str, Any]:
+    return step_attributes(step) if step is not None else {}
+
+
+class RpcClient:
+    """The caller's side: ``call`` (waits for the reply) and ``cast`` (fire and forget)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        tracer: trace.Tracer,
+        latency: LatencyModel,
+        *,
+        exchange: str,
+        timeout: float,
+    ) -> None:
+        self.transport, self.tracer, self.latency = transport, tracer, latency
+        self.exchange, self.timeout = exchange, timeout
+        self._reply_topic = f"reply_{uuid.uuid4().hex}"
+        self._pending: dict[str, tuple[asyncio.Future, Step | None]] = {}
+        self._consumer: Consumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = await self.transport.consume(
+            self.exchange, self._reply_topic, self._on_reply, concurrency=64, exclusive=True
+        )
+
+    async def stop(self) -> None:
+        if self._consumer:
+            await self._consumer.stop()
+        for fut, _ in self._pending.values():
+            if not fut.done():
+                fut.set_exception(RpcError("RPC client stopped"))
+
+    async def _on_reply(self, reply: Message) -> None:
+        entry = self._pending.pop(reply.correlation_id or "", None)
+        if entry is None:
+            log.warning("reply %s arrived after its caller gave up", reply.correlation_id)
+            return
+        fut, _ = entry
+        if not fut.done():
+            fut.set_result(reply)
+
+    async def cast(self, topic: str, method: str, args: dict[str, Any], *, step: Step | None = None) -> None:
+        msg = Message(exchange=self.exchange, topic=topic, method=method, args=args)
+        with self.tracer.start_as_current_span(
+            f"cast {_template(topic)}",
+            kind=SpanKind.PRODUCER,
+            attributes={**_send_attrs(self.transport, msg, "cast"), **_attrs_for(step)},
+        ):
+            if step is not None:
+                await self.latency.delay(step)
+            inject_headers(msg.headers)
+            msg.sent_at_ns = time.time_ns()
+            await self.transport.publish(msg)
+
+    async def call(
+        self,
+        topic: str,
+        method: str,
+        args: dict[str, Any],
+        *,
+        step: Step | None = None,
+        reply_step: Step | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send and wait for the reply; raises :class:`RpcTimeout` or :class:`RpcError`."""
+        timeout = self.timeout if timeout is None else timeout
+        msg = Message(
+            exchange=self.exchange, topic=topic, method=method, args=args,
+            reply_to=self._reply_topic, correlation_id=uuid.uuid4().hex,
+        )
+        attrs = {**_send_attrs(self.transport, msg, "call"), **_attrs_for(step)}
+        attrs["messaging.message.conversation_id"] = msg.correlation_id
+        with self.tracer.start_as_current_span(
+            f"call {_template(topic)}", kind=SpanKind.CLIENT, attributes=attrs
+        ) as span:
+            if step is not None:
+                await self.latency.delay(step)
+            fut: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._pending[msg.correlation_id] = (fut, reply_step)
+            inject_headers(msg.headers)
+            msg.sent_at_ns = time.time_ns()
+            await self.transport.publish(msg)
+            try:
+                reply: Message = await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                self._pending.pop(msg.correlation_id, None)
+                text = f"Timed out waiting for a reply to message ID {msg.message_id}"
+                mark_error(span, text, event="rpc.timeout", topic=topic, method=method)
+                raise RpcTimeout(text) from None
+            finally:
+                self._pending.pop(msg.correlation_id, None)
+            await self._receive_reply(reply, reply_step)
+            if reply.failure is not None:
+                mark_error(span, reply.failure)
+                raise RpcError(reply.failure)
+            return reply.result
+
+    async def _receive_reply(self, reply: Message, step: Step | None) -> None:
+        """The reply's receive span: from when it was sent to when the caller has it."""
+        if step is None:
+            return
+        parent = extract_context(reply.headers)
+        wait_ms = (time.time_ns() - reply.sent_at_ns) / 1e6
+        span = self.tracer.start_span(
+            "receive reply",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            start_time=reply.sent_at_ns,
+            attributes={
+                "messaging.system": self.transport.system,
+                "messaging.operation.type": "receive",
+                "messaging.operation.name": "receive",
+                "messaging.destination.name": self._reply_topic,
+                "messaging.destination.template": "reply_{id}",
+                "messaging.message.id": reply.message_id,
+                "messaging.message.conversation_id": reply.correlation_id or "",
+                "messaging.harness.queue_wait_ms": wait_ms,
+                **step_attributes(step),
+            },
+        )
+        with trace.use_span(span, end_on_exit=True):
+            await self.latency.delay(step)
+
+
+Endpoint = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Method:
+    """A method a server exposes, with the boot steps of receiving it and replying to it."""
+
+    func: Endpoint
+    receive_step: Step | None = None
+    reply_step: Step | None = None
+
+
+@dataclass
+class RpcServer:
+    """The callee's side: consumes one topic and runs its methods, at most ``workers`` at once."""
+
+    transport: Transport
+    tracer: trace.Tracer
+    latency: LatencyModel
+    exchange: str
+    topic: str
+    methods: dict[str, Method]
+    workers: int
+    _consumer: Consumer | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        self._consumer = await self.transport.consume(
+            self.exchange, self.topic, self._handle, concurrency=self.workers
+        )
+
+    async def stop(self) -> None:
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _handle(self, msg: Message) -> None:
+        method = self.methods.get(msg.method)
+        parent = extract_context(msg.headers)
+        wait_ms = (time.time_ns() - msg.sent_at_ns) / 1e6
+        step = method.receive_step if method else None
+        span = self.tracer.start_span(
+            f"receive {_template(self.topic)}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            start_time=msg.sent_at_ns,
+            attributes={
+                "messaging.system": self.transport.system,
+                "messaging.operation.type": "receive",
+                "messaging.operation.name": "receive",
+                "messaging.destination.name": msg.topic,
+                "messaging.destination.template": _template(msg.topic),
+                "messaging.message.id": msg.message_id,
+                "messaging.consumer.group.name": self.topic,
+                "messaging.harness.queue_wait_ms": wait_ms,
+                "openstack.rpc.method": msg.method,
+                **_attrs_for(step),
+            },
+        )
+        ctx = trace.set_span_in_context(span, parent)
+        token = otel_context.attach(ctx)
+        result: Any = None
+        failure: str | None = None
+        try:
+            with trace.use_span(span, end_on_exit=True):
+                if step is not None:
+                    await self.latency.delay(step)
+                if method is None:
+                    failure = f"Endpoint does not support RPC method {msg.method}"
+                    mark_error(span, failure)
+            if method is not None:
+                try:
+                    result = await method.func(**msg.args)
+                except Exception as exc:  # a remote error travels back to the caller
+                    failure = f"{type(exc).__name__}: {exc}"
+                    if msg.reply_to is None:
+                        log.warning("cast %s.%s failed: %s", self.topic, msg.method, failure)
+            if msg.reply_to is not None:
+                await self._reply(msg, result, failure, method.reply_step if method else None)
+        finally:
+            otel_context.detach(token)
+
+    async def _reply(self, msg: Message, result: Any, failure: str | None, step: Step | None) -> None:
+        reply = Message(
+            exchange=msg.exchange, topic=msg.reply_to or "", method="reply", args={},
+            correlation_id=msg.correlation_id, result=result, failure=failure,
+        )
+        attrs = {
+            "messaging.system": self.transport.system,
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "reply",
+            "messaging.destination.name": reply.topic,
+            "messaging.destination.template": "reply_{id}",
+            "messaging.message.id": reply.message_id,
+            "messaging.message.conversation_id": msg.correlation_id or "",
+            **_attrs_for(step),
+        }
+        with self.tracer.start_as_current_span("send reply", kind=SpanKind.PRODUCER, attributes=attrs):
+            if step is not None:
+                await self.latency.delay(step)
+            inject_headers(reply.headers)
+            reply.sent_at_ns = time.time_ns()
+            await self.transport.publish(reply)

@@ -1,0 +1,243 @@
+"""What every HTTP service shares: server spans, OpenStack error bodies, JSON bodies, uvicorn.
+
+The server span is made by a small ASGI middleware rather than opentelemetry-instrumentation-asgi
+because each service has its own TracerProvider and some server spans *are* boot steps (1 and 3):
+the handler sets the step attributes on the span the middleware opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+import uvicorn
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from harness.telemetry import extract_context
+
+log = logging.getLogger(__name__)
+
+#: Largest request body accepted; larger ones get 413 before any byte is parsed.
+MAX_BODY_BYTES = 1 << 20
+
+_TITLES = {
+    400: ("badRequest", "Bad Request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("itemNotFound", "Not Found"),
+    405: ("badMethod", "Method Not Allowed"),
+    406: ("notAcceptable", "Not Acceptable"),
+    409: ("conflictingRequest", "Conflict"),
+    413: ("overLimit", "Request Entity Too Large"),
+    415: ("badMediaType", "Unsupported Media Type"),
+    500: ("computeFault", "Internal Server Error"),
+    503: ("serviceUnavailable", "Service Unavailable"),
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client; each service renders it in its own project's shape."""
+
+    def __init__(self, status: int, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.kind = kind or _TITLES.get(status, ("computeFault", "Error"))[0]
+
+
+# -- error bodies as each project renders them -------------------------------------------------
+
+def nova_error(err: ApiError) -> Response:
+    """Nova and Cinder: ``{"itemNotFound": {"message": ..., "code": 404}}``."""
+    return JSONResponse({err.kind: {"message": err.message, "code": err.status}}, err.status)
+
+
+def keystone_error(err: ApiError) -> Response:
+    """Keystone: ``{"error": {"code": 401, "title": "Unauthorized", "message": ...}}``."""
+    title = _TITLES.get(err.status, ("", "Error"))[1]
+    body = {"error": {"code": err.status, "title": title, "message": err.message}}
+    headers = {"WWW-Authenticate": 'Keystone uri="/v3"'} if err.status == 401 else None
+    return JSONResponse(body, err.status, headers=headers)
+
+
+_NEUTRON_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidden",
+                  404: "HTTPNotFound", 409: "HTTPConflict", 413: "HTTPRequestEntityTooLarge"}
+
+
+def neutron_error(err: ApiError) -> Response:
+    """Neutron: ``{"NeutronError": {"type": ..., "message": ..., "detail": ""}}``."""
+    kind = err.kind if err.kind and err.kind[0].isupper() else _NEUTRON_TYPES.get(err.status, "HTTPError")
+    return JSONResponse({"NeutronError": {"type": kind, "message": err.message, "detail": ""}}, err.status)
+
+
+def glance_error(err: ApiError) -> Response:
+    """Glance (webob): a short text body, ``404 Not Found\\n\\n<message>``."""
+    title = _TITLES.get(err.status, ("", "Error"))[1]
+    return Response(f"{err.status} {title}\n\n{err.message}\n\n   ", err.status, media_type="text/plain")
+
+
+Renderer = Callable[[ApiError], Response]
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; 413 for an oversized body, 400 for anything malformed."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            too_big = int(length) > MAX_BODY_BYTES
+        except ValueError:
+            raise ApiError(400, "Invalid Content-Length header") from None
+        if too_big:
+            raise ApiError(413, f"Request is too large (limit {MAX_BODY_BYTES} bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"Request is too large (limit {MAX_BODY_BYTES} bytes)")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise ApiError(400, "The request body is empty; a JSON object is required")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Malformed request body: invalid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "Malformed request body: a JSON object is required")
+    return data
+
+
+class ServerSpanMiddleware:
+    """Opens the SERVER span of each request (OTel HTTP conventions) and renders errors.
+
+    Honours the caller's ``traceparent``. An :class:`ApiError` becomes the project's error body;
+    anything else is logged with its traceback and answered 500 in the same shape.
+    """
+
+    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer, render: Renderer, port: int) -> None:
+        self.app, self.tracer, self.render, self.port = app, tracer, render, port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        parent = extract_context(headers)
+        method = scope["method"]
+        client = scope.get("client") or ("", 0)
+        attrs = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "server.address": (scope.get("server") or ("127.0.0.1", self.port))[0],
+            "server.port": self.port,
+            "client.address": client[0],
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        if "user-agent" in headers:
+            attrs["user_agent.original"] = headers["user-agent"]
+        status_holder = {"status": 500}
+        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+            await send(message)
+
+        try:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except ApiError as err:
+                await self.render(err)(scope, receive, send_wrapper)
+            except Exception as exc:  # never a traceback to the client
+                log.exception("unhandled error in %s %s", method, scope["path"])
+                span.record_exception(exc)
+                if not status_holder.get("started"):
+                    await self.render(ApiError(500, "An unexpected error occurred."))(
+                        scope, receive, send_wrapper
+                    )
+        finally:
+            status = status_holder["status"]
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            if template:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("error.type", str(status))
+            span.end()
+            otel_context.detach(token)
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the harness (several share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def make_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_level="warning", access_log=False,
+        loop="none", timeout_keep_alive=30, backlog=4096,
+    )
+    return _QuietServer(config)
+
+
+def handler(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an endpoint that returns a Response or ``(body, status[, headers])``."""
+
+    async def endpoint(request: Request) -> Response:
+        result = await func(request)
+        if isinstance(result, Response):
+            return result
+        body, status, *rest = result
+        headers = rest[0] if rest else None
+        if body is None:
+            return Response(status_code=status, headers=headers)
+        return JSONResponse(body, status, headers=headers)
+
+    endpoint.__name__ = func.__name__
+    return endpoint
+
+
+def make_app(routes: list, *, render: Renderer, tracer: trace.Tracer, port: int) -> ASGIApp:
+    """A Starlette app whose every error (ours, routing's 404/405, a bug's 500) is rendered in
+    the project's shape, wrapped in the server-span middleware."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return render(exc)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            msg = "The resource could not be found."
+        elif exc.status_code == 405:
+            msg = f"The method {request.method} is not allowed for this resource."
+        else:
+            msg = str(exc.detail)
+        return render(ApiError(exc.status_code, msg))
+
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return render(ApiError(500, "An unexpected error occurred."))
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception, Exception: on_bug},
+    )
+    return ServerSpanMiddleware(app, tracer=tracer, render=render, port=port)

@@ -1,0 +1,95 @@
+"""nova-conductor: nova-compute's only way to the DB (seed, part 3.1), steps 15-18.
+
+Besides ``instance_get`` (the boot's steps 15-18) it saves the instance state compute reports,
+reschedules a failed build to an alternate host (Nova's ``max_attempts``) and destroys deleted
+instances, always giving their resources back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from harness.db import Resources
+from harness.messaging.rpc import Method
+from harness.scheduling.base import HostState
+from harness.services.base import CloudContext, Service
+from harness.steps import Step
+from harness.telemetry import step_span
+
+
+class NovaConductor(Service):
+    name = "nova-conductor"
+
+    def __init__(self, ctx: CloudContext) -> None:
+        super().__init__(ctx)
+        if ctx.db is None:
+            raise ValueError("nova-conductor needs Nova's DB")
+        self.db = ctx.db
+        self.compute = self.rpc_client("nova")
+        self.rpc_server("nova", "conductor", {
+            "instance_get": Method(self.instance_get, receive_step=Step.CONDUCTOR_RECEIVE,
+                                   reply_step=Step.CONDUCTOR_REPLY),
+            "instance_update": Method(self.instance_update),
+            "build_failed": Method(self.build_failed),
+            "instance_destroy": Method(self.instance_destroy),
+        }, workers=self.settings.conductor_workers)
+
+    async def instance_get(self, instance_uuid: str) -> dict[str, Any]:
+        with step_span(self.tracer, Step.CONDUCTOR_LOOKUP_INSTANCE,
+                       attributes={"openstack.instance.id": instance_uuid}):
+            await self.latency.delay(Step.CONDUCTOR_LOOKUP_INSTANCE)
+        async with self.db.span(self.tracer, "SELECT", "instances", step=Step.CONDUCTOR_DB_READ,
+                                latency=self.latency):
+            inst = await self.db.get_instance(instance_uuid)
+        if inst is None:
+            raise LookupError(f"Instance {instance_uuid} could not be found.")
+        return inst
+
+    async def instance_update(self, instance_uuid: str, values: dict[str, Any],
+                              expected_task_state: list[str | None] | None = None) -> bool:
+        async with self.db.span(self.tracer, "UPDATE", "instances"):
+            return await self.db.update_instance(instance_uuid, values,
+                                                 expected_task_state=expected_task_state)
+
+    async def build_failed(self, instance_uuid: str, host: str, reason: str, spec: dict[str, Any],
+                           alternates: list[str], attempt: int) -> str:
+        """Free the failed host's claim; try an alternate, or put the instance in ERROR."""
+        async with self.db.span(self.tracer, "UPDATE", "compute_nodes"):
+            await self.db.free(instance_uuid)
+            await self.db.record_build_failure(host)
+        inst = await self.db.get_instance(instance_uuid)
+        if inst is None or inst["task_state"] == "deleting":
+            return "deleted"
+        if attempt < self.settings.max_attempts:
+            res = Resources(spec["vcpus"], spec["memory_mb"], spec["disk_gb"])
+            nodes = {r["host"]: HostState.from_row(r) for r in await self.db.list_compute_nodes()}
+            for i, alt in enumerate(alternates):
+                node = nodes.get(alt)
+                if node is None or not node.fits(res):
+                    continue
+                async with self.db.span(self.tracer, "UPDATE", "compute_nodes") as span:
+                    span.set_attribute("openstack.scheduler.reschedule_to", alt)
+                    ok = await self.db.claim(instance_uuid, alt, node.generation, res,
+                                             az=node.availability_zone)
+                if ok:
+                    await self.compute.cast(f"compute.{alt}", "build_and_run_instance", {
+                        "instance_uuid": instance_uuid, "spec": spec,
+                        "alternates": alternates[i + 1:], "attempt": attempt + 1,
+                    })
+                    return f"rescheduled to {alt}"
+        message = (f"Build of instance {instance_uuid} aborted: {reason}" if attempt == 1 else
+                   f"Exceeded maximum number of retries. Exhausted all hosts available for retrying "
+                   f"build failures for instance {instance_uuid}. Last error: {reason}")
+        await self.db.update_instance(instance_uuid, {
+            "vm_state": "error", "task_state": None, "host": None,
+            "fault_message": message, "fault_code": 500,
+        })
+        return "error"
+
+    async def instance_destroy(self, instance_uuid: str) -> None:
+        async with self.db.span(self.tracer, "UPDATE", "instances"):
+            await self.db.free(instance_uuid)
+            await self.db.update_instance(instance_uuid, {
+                "vm_state": "deleted", "task_state": None, "deleted": True, "updated_at": time.time(),
+            })

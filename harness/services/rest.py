@@ -1,0 +1,208 @@
+"""Service-to-service REST: a traced HTTP client and keystonemiddleware-like token validation.
+
+The client span follows the OTel HTTP client conventions (name ``GET /v2/images/{image_id}``,
+``url.template``, ``http.response.status_code``); it carries ``traceparent`` to the callee and never
+records a header, so tokens stay out of traces.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from harness.latency import LatencyModel
+from harness.services.http import ApiError
+from harness.steps import Step
+from harness.telemetry import inject_headers, step_attributes
+
+
+class RestClient:
+    """One per service: an ``httpx.AsyncClient`` with a client span per request."""
+
+    def __init__(self, tracer: trace.Tracer, latency: LatencyModel, *, user_agent: str) -> None:
+        self.tracer, self.latency = tracer, latency
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=5.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
+            headers={"User-Agent": user_agent},
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        template: str,
+        step: Step | None = None,
+        for_step: Step | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        parts = urlsplit(url)
+        attrs: dict[str, Any] = {
+            "http.request.method": method,
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or 80,
+            "url.full": url,
+            "url.template": template,
+        }
+        if step is not None:
+            attrs.update(step_attributes(step))
+        if attributes:
+            attrs.update(attributes)
+        with self.tracer.start_as_current_span(
+            f"{method} {template}", kind=SpanKind.CLIENT, attributes=attrs
+        ) as span:
+            if step is not None:
+                await self.latency.delay(step)
+            hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
+            try:
+                resp = await self.http.request(method, url, headers=hdrs, json=json, params=params)
+            except httpx.HTTPError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
+            span.set_attribute("http.response.status_code", resp.status_code)
+            if resp.status_code >= 400:
+                span.set_attribute("error.type", str(resp.status_code))
+                span.set_status(Status(StatusCode.ERROR))
+            return resp
+
+    # ``step``: this request *is* that boot step (its span gets the step and its delay);
+    # ``for_step``: it is made inside that step, which the callee learns from the baggage.
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """Who is asking (keystonemiddleware's X-User-Id/X-Project-Id/X-Roles), never the token."""
+
+    user_id: str
+    user_name: str
+    project_id: str
+    project_name: str
+    roles: tuple[str, ...]
+    expires_at: float
+    token: str = field(repr=False)  # passed on (as Nova's RequestContext does), never logged
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+class TokenValidator:
+    """Validates each request's ``X-Auth-Token`` with Keystone (``GET /v3/auth/tokens``).
+
+    The service authenticates itself first (its own service token, as keystonemiddleware does).
+    With ``cache_ttl > 0`` validations are cached like keystonemiddleware's token cache; the default
+    is no cache, so every request shows its validation step as the seed describes.
+    """
+
+    def __init__(
+        self,
+        client: RestClient,
+        *,
+        keystone_url: str,
+        service_user: str,
+        service_password: str,
+        service_project: str,
+        cache_ttl: float = 0.0,
+    ) -> None:
+        self.client, self.keystone_url = client, keystone_url.rstrip("/")
+        self._creds = (service_user, service_password, service_project)
+        self._service_token: str | None = None
+        self._service_expiry = 0.0
+        self.cache_ttl = cache_ttl
+        self._cache: dict[str, tuple[AuthContext, float]] = {}
+
+    async def service_token(self) -> str:
+        if self._service_token is None or time.time() > self._service_expiry - 60:
+            token, body = await password_auth(self.client, self.keystone_url, *self._creds)
+            self._service_token = token
+            self._service_expiry = _iso_to_epoch(body["token"]["expires_at"])
+        return self._service_token
+
+    async def validate(self, token: str | None, *, step: Step | None = None) -> AuthContext:
+        if not token:
+            raise ApiError(401, "The request you have made requires authentication.")
+        now = time.time()
+        if self.cache_ttl > 0:
+            hit = self._cache.get(token)
+            if hit and hit[1] > now and hit[0].expires_at > now:
+                return hit[0]
+        service_token = await self.service_token()
+        resp = await self.client.request(
+            "GET",
+            f"{self.keystone_url}/v3/auth/tokens",
+            template="/v3/auth/tokens",
+            step=step,
+            headers={"X-Auth-Token": service_token, "X-Subject-Token": token},
+        )
+        if resp.status_code == 401 and "service" in resp.text.lower():
+            self._service_token = None  # our own token went stale: fetch again next time
+        if resp.status_code in (401, 404):
+            raise ApiError(401, "The request you have made requires authentication.")
+        if resp.status_code != 200:
+            raise ApiError(503, f"Identity service answered {resp.status_code} to token validation")
+        t = resp.json()["token"]
+        ctx = AuthContext(
+            user_id=t["user"]["id"], user_name=t["user"]["name"],
+            project_id=t["project"]["id"], project_name=t["project"]["name"],
+            roles=tuple(r["name"] for r in t.get("roles", ())),
+            expires_at=_iso_to_epoch(t["expires_at"]), token=token,
+        )
+        if self.cache_ttl > 0:
+            self._cache[token] = (ctx, now + self.cache_ttl)
+        return ctx
+
+
+async def password_auth(
+    client: RestClient, keystone_url: str, user: str, password: str, project: str,
+    *, step: Step | None = None, for_step: Step | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Keystone v3 password auth scoped to a project in domain Default; (token, body)."""
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}},
+            },
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}},
+        }
+    }
+    resp = await client.request(
+        "POST", f"{keystone_url.rstrip('/')}/v3/auth/tokens", template="/v3/auth/tokens",
+        step=step, for_step=for_step, json=body, attributes=attributes,
+    )
+    if resp.status_code != 201:
+        raise ApiError(503, f"Identity service refused the service credentials ({resp.status_code})")
+    return resp.headers["X-Subject-Token"], resp.json()
+
+
+def _iso_to_epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def catalog_url(catalog: list[dict[str, Any]], service_type: str, *, interface: str = "public",
+                region: str | None = None) -> str:
+    """The endpoint of ``service_type`` from a token's catalog, as keystoneauth finds it."""
+    for entry in catalog:
+        if entry.get("type") != service_type:
+            continue
+        for ep in entry.get("endpoints", ()):
+            if ep.get("interface") == interface and (region is None or ep.get("region") == region):
+                return ep["url"]
+    raise LookupError(f"no {interface} endpoint of type {service_type!r} in the catalog")

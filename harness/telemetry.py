@@ -1,0 +1,329 @@
+"""The one place tracing is set up.
+
+Each service gets its own ``TracerProvider`` (its own ``service.name``), never the global one, so
+eight services can live in one process and still look like eight services in Jaeger. All providers
+feed the same exporters:
+
+* :class:`OtlpJsonLinesExporter` writes the run's ``spans.jsonl`` in the format of the OpenTelemetry
+  Collector's file exporter: one ``ExportTraceServiceRequest`` per line in OTLP/JSON (hex ids,
+  lowerCamelCase fields). The protobuf encoding is the SDK's own (``encode_spans``), so the file is
+  exactly what an OTLP receiver would get.
+* an OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+  is set (protocol from ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``, default ``http/protobuf``).
+
+Counters of spans started, ended and exported per service make a drop visible: after a flush,
+``ended - exported`` is what the SDK dropped, and :meth:`Telemetry.shutdown` reports it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
+
+log = logging.getLogger(__name__)
+PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+#: Baggage key naming the boot step a request belongs to, so the callee knows which of its own
+#: steps it is performing (glance's show is step 22 only when nova-compute asks in step 20).
+BAGGAGE_STEP = "openstack.boot.step"
+SERVICE_NAMESPACE = "openstack"
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+
+# BatchSpanProcessor sizing: a boot makes ~40 spans; at a few hundred boots/s the default queue
+# (2048) can overflow between exports, so the queue holds several seconds of spans.
+MAX_QUEUE_SIZE = 65536
+MAX_EXPORT_BATCH = 2048
+SCHEDULE_DELAY_MS = 500
+
+
+def to_otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """Encode spans as an OTLP/JSON ``ExportTraceServiceRequest`` (ids as hex, per the spec)."""
+    data = MessageToDict(encode_spans(spans))
+    for rs in data.get("resourceSpans", ()):
+        for ss in rs.get("scopeSpans", ()):
+            for span in ss.get("spans", ()):
+                for field in _ID_FIELDS:
+                    if field in span:
+                        span[field] = base64.b64decode(span[field]).hex()
+                for link in span.get("links", ()):
+                    for field in ("traceId", "spanId"):
+                        if field in link:
+                            link[field] = base64.b64decode(link[field]).hex()
+    return data
+
+
+class OtlpJsonLinesExporter(SpanExporter):
+    """Appends each batch as one OTLP/JSON line; shared by every provider of a run.
+
+    Providers call ``shutdown`` on their exporters; the file is closed only by :meth:`close`, which
+    the owner (:class:`Telemetry`) calls after every provider has flushed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        line = json.dumps(to_otlp_json(spans), separators=(",", ":"))
+        with self._lock:
+            if self._fh.closed:
+                return SpanExportResult.FAILURE
+            self._fh.write(line + "\n")
+            self._fh.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:  # the owner closes the file
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+
+class CountingExporter(SpanExporter):
+    """Wraps an exporter and counts what it exported successfully, per service."""
+
+    def __init__(self, inner: SpanExporter, counts: Counter, lock: threading.Lock) -> None:
+        self.inner, self._counts, self._lock = inner, counts, lock
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            with self._lock:
+                for s in spans:
+                    self._counts[s.resource.attributes.get("service.name", "?")] += 1
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountingProcessor(SpanProcessor):
+    """Counts spans started and ended per service (cheap: runs on the hot path)."""
+
+    def __init__(self, service: str, started: Counter, ended: Counter) -> None:
+        self.service, self.started, self.ended = service, started, ended
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        self.started[self.service] += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended[self.service] += 1
+
+
+def _otlp_exporter_from_env() -> SpanExporter | None:
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not endpoint:
+        return None
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    else:
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported (grpc, http/protobuf)"
+        )
+    return OTLPSpanExporter()  # reads endpoint, headers, timeout from the OTEL_* variables
+
+
+class Telemetry:
+    """Per-service tracer providers for one run, their exporters and their counters."""
+
+    def __init__(
+        self,
+        *,
+        run_dir: Path | None,
+        enabled: bool = True,
+        resource_attributes: Mapping[str, Any] | None = None,
+        extra_exporters: Sequence[SpanExporter] = (),
+        use_env_otlp: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.resource_attributes = dict(resource_attributes or {})
+        self.started: Counter = Counter()
+        self.ended: Counter = Counter()
+        self.exported: Counter = Counter()
+        self._lock = threading.Lock()
+        self._providers: dict[str, TracerProvider] = {}
+        self.file_exporter: OtlpJsonLinesExporter | None = None
+        exporters: list[SpanExporter] = list(extra_exporters)
+        if enabled and run_dir is not None:
+            self.file_exporter = OtlpJsonLinesExporter(Path(run_dir) / "spans.jsonl")
+            exporters.insert(0, self.file_exporter)
+        otlp = _otlp_exporter_from_env() if (enabled and use_env_otlp) else None
+        self.otlp_exporter = otlp
+        self._exporters = exporters
+
+    @property
+    def spans_path(self) -> Path | None:
+        return self.file_exporter.path if self.file_exporter else None
+
+    def tracer(self, service: str, instance_id: str | None = None) -> trace.Tracer:
+        """The tracer of ``service`` (one provider per service, made on first use)."""
+        if not self.enabled:
+            return trace.NoOpTracer()
+        provider = self._providers.get(service)
+        if provider is None:
+            attrs = {
+                "service.name": service,
+                "service.namespace": SERVICE_NAMESPACE,
+                "service.instance.id": instance_id or str(uuid.uuid4()),
+                **self.resource_attributes,
+            }
+            provider = TracerProvider(resource=Resource.create(attrs))
+            provider.add_span_processor(CountingProcessor(service, self.started, self.ended))
+            for i, exporter in enumerate(self._exporters):
+                wrapped = CountingExporter(exporter, self.exported, self._lock) if i == 0 else exporter
+                provider.add_span_processor(self._batch(wrapped))
+            if self.otlp_exporter is not None:
+                exp = self.otlp_exporter
+                if not self._exporters:
+                    exp = CountingExporter(exp, self.exported, self._lock)
+                provider.add_span_processor(self._batch(exp))
+            self._providers[service] = provider
+        return provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0")
+
+    @staticmethod
+    def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+        return BatchSpanProcessor(
+            exporter,
+            max_queue_size=MAX_QUEUE_SIZE,
+            max_export_batch_size=MAX_EXPORT_BATCH,
+            schedule_delay_millis=SCHEDULE_DELAY_MS,
+        )
+
+    def force_flush(self) -> None:
+        for provider in self._providers.values():
+            provider.force_flush()
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        services = sorted(set(self.started) | set(self.ended) | set(self.exported))
+        return {
+            s: {
+                "started": self.started[s],
+                "ended": self.ended[s],
+                "exported": self.exported[s],
+                "dropped": max(0, self.ended[s] - self.exported[s]),
+            }
+            for s in services
+        }
+
+    def shutdown(self) -> dict[str, dict[str, int]]:
+        """Flush and stop every provider; returns the counters (dropped spans reported loudly)."""
+        self.force_flush()
+        counts = self.counters()
+        for provider in self._providers.values():
+            provider.shutdown()
+        if self.otlp_exporter is not None:
+            self.otlp_exporter.shutdown()
+        if self.file_exporter is not None:
+            self.file_exporter.close()
+        dropped = sum(c["dropped"] for c in counts.values())
+        if dropped:
+            log.error("%d spans were dropped by the SDK: %s", dropped, counts)
+        self._providers.clear()
+        return counts
+
+
+# -- spans ----------------------------------------------------------------------------------------
+
+def step_attributes(step: Step) -> dict[str, Any]:
+    info = CATALOGUE[step]
+    return {ATTR_STEP: int(step), ATTR_PHASE: info.phase.value}
+
+
+@contextmanager
+def step_span(
+    tracer: trace.Tracer,
+    step: Step,
+    *,
+    name: str | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    context: otel_context.Context | None = None,
+    start_time: int | None = None,
+) -> Iterator[trace.Span]:
+    """Open the span of one boot step (name from the catalogue), current for the block."""
+    attrs = step_attributes(step)
+    if attributes:
+        attrs.update(attributes)
+    with tracer.start_as_current_span(
+        name or CATALOGUE[step].span_name,
+        context=context,
+        kind=kind,
+        attributes=attrs,
+        start_time=start_time,
+    ) as span:
+        yield span
+
+
+def mark_error(span: trace.Span, message: str, *, event: str | None = None, **attrs: Any) -> None:
+    """Set ERROR status with a message (and an event naming the failure, for faults)."""
+    span.set_status(Status(StatusCode.ERROR, message))
+    if event:
+        span.add_event(event, {"message": message, **attrs})
+
+
+def inject_headers(headers: dict[str, str] | None = None, *, step: int | None = None) -> dict[str, str]:
+    """W3C ``traceparent`` of the current span for HTTP or message headers, and ``baggage`` with
+    the boot step the request is made for (none: any step baggage is dropped)."""
+    carrier = headers if headers is not None else {}
+    if step is not None:
+        ctx = baggage.set_baggage(BAGGAGE_STEP, str(int(step)))
+    else:
+        ctx = baggage.remove_baggage(BAGGAGE_STEP)
+    PROPAGATOR.inject(carrier, context=ctx)
+    return carrier
+
+
+def caller_step() -> int | None:
+    """The boot step the current request was made for (from the caller's baggage), if any."""
+    value = baggage.get_baggage(BAGGAGE_STEP)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def extract_context(headers: Mapping[str, str]) -> otel_context.Context:
+    return PROPAGATOR.extract(headers)
