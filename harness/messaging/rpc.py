@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -24,7 +25,9 @@ from opentelemetry.trace import SpanKind
 from harness.latency import LatencyModel
 from harness.messaging.base import Consumer, Message, Transport
 from harness.steps import Step
-from harness.telemetry import extract_context, inject_headers, mark_error, step_attributes
+from harness.telemetry import (
+    BAGGAGE_STEP, extract_context, inject_headers, mark_error, step_attributes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class RpcClient:
         ):
             if step is not None:
                 await self.latency.delay(step)
-            inject_headers(msg.headers)
+            inject_headers(msg.headers, step=step)
             msg.sent_at_ns = time.time_ns()
             await self.transport.publish(msg)
 
@@ -136,7 +139,7 @@ class RpcClient:
                 await self.latency.delay(step)
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending[msg.correlation_id] = (fut, reply_step)
-            inject_headers(msg.headers)
+            inject_headers(msg.headers, step=step)
             msg.sent_at_ns = time.time_ns()
             await self.transport.publish(msg)
             try:
@@ -186,11 +189,22 @@ Endpoint = Callable[..., Awaitable[Any]]
 
 @dataclass
 class Method:
-    """A method a server exposes, with the boot steps of receiving it and replying to it."""
+    """A method a server exposes, with the boot steps of receiving it and replying to it.
+
+    The steps apply when the message was sent as ``caller_step`` (the caller's step travels in the
+    message's baggage); the same method called outside a boot (conductor's ``instance_get`` during
+    a delete) is traced without step numbers. ``caller_step=None``: always those steps.
+    """
 
     func: Endpoint
     receive_step: Step | None = None
     reply_step: Step | None = None
+    caller_step: Step | None = None
+
+    def steps_for(self, caller: str | None) -> tuple[Step | None, Step | None]:
+        if self.caller_step is not None and caller != str(int(self.caller_step)):
+            return None, None
+        return self.receive_step, self.reply_step
 
 
 @dataclass
@@ -219,7 +233,9 @@ class RpcServer:
         method = self.methods.get(msg.method)
         parent = extract_context(msg.headers)
         wait_ms = (time.time_ns() - msg.sent_at_ns) / 1e6
-        step = method.receive_step if method else None
+        step, reply_step = (
+            method.steps_for(baggage.get_baggage(BAGGAGE_STEP, parent)) if method else (None, None)
+        )
         span = self.tracer.start_span(
             f"receive {_template(self.topic)}",
             context=parent,
@@ -257,7 +273,7 @@ class RpcServer:
                     if msg.reply_to is None:
                         log.warning("cast %s.%s failed: %s", self.topic, msg.method, failure)
             if msg.reply_to is not None:
-                await self._reply(msg, result, failure, method.reply_step if method else None)
+                await self._reply(msg, result, failure, reply_step)
         finally:
             otel_context.detach(token)
 

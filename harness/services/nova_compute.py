@@ -128,10 +128,12 @@ class NovaCompute(Service):
             self.hosts[name] = host
             self.rpc_server("nova", f"compute.{name}", {
                 "build_and_run_instance": Method(partial(self.build_and_run_instance, host),
-                                                 receive_step=Step.COMPUTE_RECEIVE_BUILD),
+                                                 receive_step=Step.COMPUTE_RECEIVE_BUILD,
+                                                 caller_step=Step.SCHEDULER_CAST_BUILD),
                 "terminate_instance": Method(partial(self.terminate_instance, host)),
             }, workers=self.settings.max_concurrent_builds)
         self._token: tuple[str, list[dict[str, Any]], float] | None = None
+        self._default_net: str | None = None
 
     # -- the build ----------------------------------------------------------------------------
     async def build_and_run_instance(self, host: FakeHost, instance_uuid: str, spec: dict[str, Any],
@@ -251,12 +253,16 @@ class NovaCompute(Service):
             return addresses, ports
 
     async def _default_network(self, url: str, headers: dict[str, str]) -> str:
+        """The network of a boot that names none (looked up once, then remembered)."""
+        if self._default_net is not None:
+            return self._default_net
         resp = await self.rest.request("GET", f"{url}/v2.0/networks", template="/v2.0/networks",
                                        params={"name": "private"}, headers=headers)
         nets = resp.json().get("networks", []) if resp.status_code == 200 else []
         if not nets:
             raise BuildError("No network is available for this instance")
-        return nets[0]["id"]
+        self._default_net = nets[0]["id"]
+        return self._default_net
 
     async def _get_volumes(self, host: FakeHost, inst: dict[str, Any]) -> None:
         volumes = inst["request"].get("volumes") or []

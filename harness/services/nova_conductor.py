@@ -15,7 +15,7 @@ from harness.messaging.rpc import Method
 from harness.scheduling.base import HostState
 from harness.services.base import CloudContext, Service
 from harness.steps import Step
-from harness.telemetry import step_span
+from harness.telemetry import caller_step, step_span
 
 
 class NovaConductor(Service):
@@ -29,18 +29,21 @@ class NovaConductor(Service):
         self.compute = self.rpc_client("nova")
         self.rpc_server("nova", "conductor", {
             "instance_get": Method(self.instance_get, receive_step=Step.CONDUCTOR_RECEIVE,
-                                   reply_step=Step.CONDUCTOR_REPLY),
+                                   reply_step=Step.CONDUCTOR_REPLY,
+                                   caller_step=Step.COMPUTE_CALL_CONDUCTOR),
             "instance_update": Method(self.instance_update),
             "build_failed": Method(self.build_failed),
             "instance_destroy": Method(self.instance_destroy),
         }, workers=self.settings.conductor_workers)
 
     async def instance_get(self, instance_uuid: str) -> dict[str, Any]:
-        with step_span(self.tracer, Step.CONDUCTOR_LOOKUP_INSTANCE,
-                       attributes={"openstack.instance.id": instance_uuid}):
-            await self.latency.delay(Step.CONDUCTOR_LOOKUP_INSTANCE)
-        async with self.db.span(self.tracer, "SELECT", "instances", step=Step.CONDUCTOR_DB_READ,
-                                latency=self.latency):
+        in_boot = caller_step() == Step.COMPUTE_CALL_CONDUCTOR  # steps 16-17, else unnumbered
+        if in_boot:
+            with step_span(self.tracer, Step.CONDUCTOR_LOOKUP_INSTANCE,
+                           attributes={"openstack.instance.id": instance_uuid}):
+                await self.latency.delay(Step.CONDUCTOR_LOOKUP_INSTANCE)
+        async with self.db.span(self.tracer, "SELECT", "instances",
+                                step=Step.CONDUCTOR_DB_READ if in_boot else None, latency=self.latency):
             inst = await self.db.get_instance(instance_uuid)
         if inst is None:
             raise LookupError(f"Instance {instance_uuid} could not be found.")
