@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
-from harness.services.rest import catalog_url
+from harness.services.rest import HttpResponse, catalog_url
 from harness.telemetry import inject_headers
 
 DEFAULT_AUTH_URL = "http://127.0.0.1:5000/v3"
@@ -46,14 +46,28 @@ class OpenStackClient:
         if not self.auth_url.endswith("/v3"):
             self.auth_url += "/v3"
         self.username, self.password, self.project = username, password, project
-        self.http = httpx.AsyncClient(timeout=timeout,
-                                      limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
         self.token: str | None = None
         self.catalog: list[dict[str, Any]] = []
         self.expires_at = 0.0
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=None),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self._session
+
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _send(self, method: str, url: str, **kw: Any) -> HttpResponse:
+        async with self.http.request(method, url, **kw) as resp:
+            return HttpResponse(resp.status, resp.headers, await resp.read())
 
     async def __aenter__(self) -> "OpenStackClient":
         return self
@@ -65,7 +79,7 @@ class OpenStackClient:
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
             "name": self.username, "domain": {"id": "default"}, "password": self.password}}},
             "scope": {"project": {"name": self.project, "domain": {"id": "default"}}}}}
-        resp = await self.http.post(f"{self.auth_url}/auth/tokens", json=body, headers=inject_headers())
+        resp = await self._send("POST", f"{self.auth_url}/auth/tokens", json=body, headers=inject_headers())
         if resp.status_code != 201:
             raise CloudError(resp.status_code, resp.text)
         self.token = resp.headers["X-Subject-Token"]
@@ -85,10 +99,10 @@ class OpenStackClient:
     def endpoint(self, service_type: str) -> str:
         return catalog_url(self.catalog, service_type)
 
-    async def request(self, method: str, service_type: str, path: str, **kw: Any) -> httpx.Response:
+    async def request(self, method: str, service_type: str, path: str, **kw: Any) -> HttpResponse:
         token = await self._token()
         headers = inject_headers({"X-Auth-Token": token, **kw.pop("headers", {})})
-        return await self.http.request(method, self.endpoint(service_type) + path, headers=headers, **kw)
+        return await self._send(method, self.endpoint(service_type) + path, headers=headers, **kw)
 
     async def create_server(self, name: str, *, flavor: str = "1", image: str | None = None,
                             **extra: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from harness import aio
 from harness.cli import app
 from harness.cli.common import (
     BindOpt, ConfigOpt, DbOpt, HostsOpt, PortOffsetOpt, ProfileOpt, RunDirOpt, SchedulerOpt,
@@ -60,7 +61,7 @@ def up(
     settings = _settings(config, profile, hosts, run_dir, scheduler, seed, bind, transport, db,
                          port_offset, token_cache=token_cache)
     try:
-        asyncio.run(_up(settings))
+        aio.run(_up(settings))
     except CloudStartError as exc:
         fail(str(exc))
     except ValueError as exc:
@@ -124,7 +125,7 @@ def boot(
     runner = BootRunner(settings, count=count, concurrency=concurrency, auth_url=auth_url,
                         flavor=flavor, image=image, delete=not keep)
     try:
-        report = asyncio.run(runner.run(progress=True))
+        report = aio.run(runner.run(progress=True))
     except CloudStartError as exc:
         fail(str(exc))
     except ValueError as exc:

@@ -14,14 +14,13 @@ import time
 from functools import partial
 from typing import Any
 
-import httpx
 from opentelemetry import trace
 
 from harness.config import HostGroup
 from harness.messaging import RpcError
 from harness.messaging.rpc import Method
 from harness.services.base import CloudContext, Service
-from harness.services.rest import catalog_url, password_auth
+from harness.services.rest import HttpError, catalog_url, password_auth
 from harness.steps import TOKEN_FETCH_PHASE, Step
 from harness.telemetry import ATTR_PHASE, mark_error, step_span
 
@@ -160,7 +159,7 @@ class NovaCompute(Service):
             })
             if not ok:  # deleted while building: the terminate that follows cleans up
                 span.add_event("instance.deleted_during_build")
-        except (BuildError, RpcError, httpx.HTTPError, KeyError) as exc:
+        except (BuildError, RpcError, *HttpError, KeyError) as exc:
             reason = str(exc) or type(exc).__name__
             mark_error(span, reason, event="build.failed", host=host.name)
             try:

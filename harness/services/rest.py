@@ -7,12 +7,13 @@ records a header, so tokens stay out of traces.
 
 from __future__ import annotations
 
+import json as jsonlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -22,19 +23,53 @@ from harness.steps import Step
 from harness.telemetry import inject_headers, step_attributes
 
 
-class RestClient:
-    """One per service: an ``httpx.AsyncClient`` with a client span per request."""
+#: Transport errors of a REST call (connection refused, reset, timeout): callers catch this.
+HttpError = (aiohttp.ClientError, TimeoutError)
 
-    def __init__(self, tracer: trace.Tracer, latency: LatencyModel, *, user_agent: str) -> None:
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A read response: status, headers and body (the connection is already released)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
+class RestClient:
+    """One per service: an aiohttp session with a client span per request.
+
+    aiohttp rather than httpx: the whole cloud shares one event loop, and a boot makes a dozen
+    service-to-service calls; aiohttp's client costs several times less CPU per request.
+    """
+
+    def __init__(self, tracer: trace.Tracer, latency: LatencyModel, *, user_agent: str,
+                 timeout: float = 60.0) -> None:
         self.tracer, self.latency = tracer, latency
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=5.0),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
-            headers={"User-Agent": user_agent},
-        )
+        self.user_agent, self.timeout = user_agent, timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, ttl_dns_cache=None),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5.0),
+                headers={"User-Agent": self.user_agent},
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def request(
         self,
@@ -48,7 +83,12 @@ class RestClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         attributes: Mapping[str, Any] | None = None,
-    ) -> httpx.Response:
+    ) -> HttpResponse:
+        """Send a request in a CLIENT span.
+
+        ``step``: this request *is* that boot step (its span gets the step and its delay);
+        ``for_step``: it is made inside that step, which the callee learns from the baggage.
+        """
         parts = urlsplit(url)
         attrs: dict[str, Any] = {
             "http.request.method": method,
@@ -68,19 +108,19 @@ class RestClient:
                 await self.latency.delay(step)
             hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
             try:
-                resp = await self.http.request(method, url, headers=hdrs, json=json, params=params)
-            except httpx.HTTPError as exc:
+                async with self.session.request(method, url, headers=hdrs, json=json,
+                                                params=params) as resp:
+                    body = await resp.read()
+                    result = HttpResponse(resp.status, resp.headers, body)
+            except HttpError as exc:
                 span.set_attribute("error.type", type(exc).__name__)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 raise
-            span.set_attribute("http.response.status_code", resp.status_code)
-            if resp.status_code >= 400:
-                span.set_attribute("error.type", str(resp.status_code))
+            span.set_attribute("http.response.status_code", result.status_code)
+            if result.status_code >= 400:
+                span.set_attribute("error.type", str(result.status_code))
                 span.set_status(Status(StatusCode.ERROR))
-            return resp
-
-    # ``step``: this request *is* that boot step (its span gets the step and its delay);
-    # ``for_step``: it is made inside that step, which the callee learns from the baggage.
+            return result
 
 
 @dataclass(frozen=True, slots=True)
