@@ -1,6 +1,7 @@
 """Nova's DB access: every statement the boot path runs, each in a DB client span.
 
-The same code runs on SQLite (embedded default: a file in WAL mode) and PostgreSQL (asyncpg).
+The same query functions run on SQLite (embedded default: a file in WAL mode, sync driver in
+worker threads) and PostgreSQL (asyncpg, through SQLAlchemy's async engine).
 Resource claims are atomic: usage is added in one ``UPDATE ... WHERE generation = :seen AND
 <fits>`` (as placement's generation check works), so concurrent schedulers never over-commit; a
 claim that loses the race returns ``False`` and the scheduler tries its next candidate.
@@ -9,22 +10,24 @@ claim that loses the race returns ``False`` and the scheduler tries its next can
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import and_, event, func, insert, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from harness.db.models import allocations, compute_nodes, flavors, instances, metadata
 from harness.latency import LatencyModel
 from harness.steps import Step
 from harness.telemetry import step_attributes
+
+T = TypeVar("T")
 
 #: OpenStack's standard flavors (as devstack seeds them): id, name, vcpus, RAM MB, disk GB.
 STANDARD_FLAVORS = [
@@ -47,61 +50,92 @@ class DBError(Exception):
     pass
 
 
-class NovaDB:
-    """Nova's DB, reached only by nova-api, nova-scheduler and nova-conductor."""
+Conn = Connection  # what a query function receives: a sync SQLAlchemy Connection in a transaction
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
-        self.url = url
-        u = make_url(url)
-        self.system = "sqlite" if u.get_backend_name() == "sqlite" else u.get_backend_name()
-        self.namespace = "nova"
-        kwargs: dict[str, Any] = {}
-        if self.system == "sqlite":
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            kwargs.update(pool_size=pool_size, max_overflow=0)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        # One process owns an embedded SQLite file: serialise writers here instead of letting
-        # SQLite answer "database is locked" (PostgreSQL relies on the generation check alone).
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.system == "sqlite" else None
-        if self.system == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
-    # -- life cycle ---------------------------------------------------------------------------
-    async def create_schema(self) -> None:
+class _ThreadRunner:
+    """SQLite: a sync engine, one writer thread and a few reader threads.
+
+    A whole operation (every statement of a claim, say) runs in one thread hop, instead of one hop
+    per statement as an async driver makes; with a single writer SQLite never answers "database is
+    locked", and WAL lets readers go on beside it.
+    """
+
+    def __init__(self, url: URL, readers: int) -> None:
+        self.engine: Engine = create_engine(
+            url.set(drivername="sqlite"), connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=readers + 1, max_overflow=2,
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="nova-db-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="nova-db-reader")
+
+    async def run(self, fn: Callable[..., T], *args: Any, write: bool) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer if write else self._readers, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn, *args)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+
+class _AsyncRunner:
+    """Server databases (PostgreSQL via asyncpg): an async engine, the same query functions run
+    through ``run_sync`` in one transaction; concurrency is the pool's."""
+
+    def __init__(self, url: URL, pool_size: int) -> None:
+        self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+
+    async def run(self, fn: Callable[..., T], *args: Any, write: bool) -> T:
         async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-
-    async def seed(self, hosts: Iterable[Mapping[str, Any]]) -> None:
-        """Seed flavors and compute nodes (idempotent: existing rows are kept)."""
-        async with self._write() as conn:
-            have = set((await conn.execute(select(flavors.c.id))).scalars())
-            rows = [
-                dict(id=i, name=n, vcpus=c, memory_mb=m, root_gb=d, ephemeral_gb=0, swap=0,
-                     is_public=True)
-                for i, n, c, m, d in STANDARD_FLAVORS if i not in have
-            ]
-            if rows:
-                await conn.execute(insert(flavors), rows)
-            known = set((await conn.execute(select(compute_nodes.c.host))).scalars())
-            new = [dict(h) for h in hosts if h["host"] not in known]
-            if new:
-                await conn.execute(insert(compute_nodes), new)
+            return await conn.run_sync(fn, *args)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        lock = self._write_lock or contextlib.nullcontext()
-        async with lock:
-            async with self.engine.begin() as conn:
-                yield conn
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+class NovaDB:
+    """Nova's DB, reached only by nova-api, nova-scheduler and nova-conductor.
+
+    Each public method is one transaction: a sync query function (``_q_*``) run by the backend's
+    runner, so the SQL is written once for SQLite and PostgreSQL.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        u = make_url(url)
+        self.system = u.get_backend_name()
+        self.namespace = "nova"
+        self._runner: _ThreadRunner | _AsyncRunner
+        if self.system == "sqlite":
+            self._runner = _ThreadRunner(u, readers=max(1, min(pool_size, 4)))
+        else:
+            self._runner = _AsyncRunner(u, pool_size)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._runner.run(fn, *args, write=False)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._runner.run(fn, *args, write=True)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    async def create_schema(self) -> None:
+        await self._write(lambda conn: metadata.create_all(conn))
+
+    async def seed(self, hosts: Iterable[Mapping[str, Any]]) -> None:
+        """Seed flavors and compute nodes (idempotent: existing rows are kept)."""
+        await self._write(_q_seed, [dict(h) for h in hosts])
+
+    async def close(self) -> None:
+        await self._runner.close()
 
     # -- tracing ------------------------------------------------------------------------------
     @asynccontextmanager
@@ -132,43 +166,24 @@ class NovaDB:
 
     # -- flavors ------------------------------------------------------------------------------
     async def get_flavor(self, flavor_id: str) -> dict[str, Any] | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(flavors).where((flavors.c.id == flavor_id) | (flavors.c.name == flavor_id))
-                )
-            ).mappings().first()
-        return dict(row) if row else None
+        return await self._read(_q_get_flavor, flavor_id)
 
     async def list_flavors(self) -> list[dict[str, Any]]:
-        async with self._read() as conn:
-            rows = (await conn.execute(select(flavors).order_by(flavors.c.memory_mb))).mappings()
-            return [dict(r) for r in rows]
+        return await self._read(_q_rows, select(flavors).order_by(flavors.c.memory_mb))
 
     # -- instances ----------------------------------------------------------------------------
     async def count_instances(self, project_id: str) -> int:
-        async with self._read() as conn:
-            return (
-                await conn.execute(
-                    select(func.count()).select_from(instances).where(
-                        and_(instances.c.project_id == project_id, instances.c.deleted.is_(False))
-                    )
-                )
-            ).scalar_one()
+        return await self._read(_q_count_instances, project_id)
 
     async def create_instance(self, row: dict[str, Any]) -> None:
         now = time.time()
-        row = {"created_at": now, "updated_at": now, **row}
-        async with self._write() as conn:
-            await conn.execute(insert(instances), row)
+        await self._write(_q_exec, insert(instances).values(created_at=now, updated_at=now, **row))
 
     async def get_instance(self, uuid: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
         cond = instances.c.uuid == uuid
         if not include_deleted:
             cond = and_(cond, instances.c.deleted.is_(False))
-        async with self._read() as conn:
-            row = (await conn.execute(select(instances).where(cond))).mappings().first()
-        return dict(row) if row else None
+        return await self._read(_q_first, select(instances).where(cond))
 
     async def list_instances(
         self,
@@ -195,8 +210,7 @@ class NovaDB:
         q = q.order_by(instances.c.created_at.desc(), instances.c.uuid.desc())
         if limit is not None:
             q = q.limit(limit)
-        async with self._read() as conn:
-            return [dict(r) for r in (await conn.execute(q)).mappings()]
+        return await self._read(_q_rows, q)
 
     async def update_instance(
         self, uuid: str, values: dict[str, Any], *, expected_task_state: Iterable[str | None] | None = None
@@ -211,16 +225,12 @@ class NovaDB:
                 null = instances.c.task_state.is_(None)
                 clause = null if clause is None else (clause | null)
             cond = and_(cond, clause)
-        values = {**values, "updated_at": time.time()}
-        async with self._write() as conn:
-            res = await conn.execute(update(instances).where(cond).values(**values))
-        return res.rowcount == 1
+        stmt = update(instances).where(cond).values(**{**values, "updated_at": time.time()})
+        return await self._write(_q_rowcount, stmt) == 1
 
     # -- compute nodes and claims -------------------------------------------------------------
     async def list_compute_nodes(self) -> list[dict[str, Any]]:
-        async with self._read() as conn:
-            rows = (await conn.execute(select(compute_nodes).order_by(compute_nodes.c.id))).mappings()
-            return [dict(r) for r in rows]
+        return await self._read(_q_rows, select(compute_nodes).order_by(compute_nodes.c.id))
 
     async def claim(
         self, instance_uuid: str, host: str, generation: int, res: Resources, *, az: str
@@ -230,76 +240,110 @@ class NovaDB:
         One transaction: usage, allocation record and the instance's host. Returns False when
         another scheduler changed the host first (the caller retries its next candidate).
         """
-        c = compute_nodes.c
-        fits = and_(
-            c.host == host,
-            c.generation == generation,
-            c.vcpus_used + res.vcpus <= c.vcpus * c.cpu_allocation_ratio,
-            c.memory_mb_used + res.memory_mb <= c.memory_mb * c.ram_allocation_ratio,
-            c.local_gb_used + res.disk_gb <= c.local_gb * c.disk_allocation_ratio,
-        )
-        async with self._write() as conn:
-            res_upd = await conn.execute(
-                update(compute_nodes).where(fits).values(
-                    vcpus_used=c.vcpus_used + res.vcpus,
-                    memory_mb_used=c.memory_mb_used + res.memory_mb,
-                    local_gb_used=c.local_gb_used + res.disk_gb,
-                    running_vms=c.running_vms + 1,
-                    generation=c.generation + 1,
-                )
-            )
-            if res_upd.rowcount != 1:
-                return False
-            await conn.execute(
-                insert(allocations).values(
-                    instance_uuid=instance_uuid, host=host, vcpus=res.vcpus,
-                    memory_mb=res.memory_mb, disk_gb=res.disk_gb, created_at=time.time(),
-                )
-            )
-            await conn.execute(
-                update(instances).where(instances.c.uuid == instance_uuid).values(
-                    host=host, availability_zone=az,
-                    updated_at=time.time(),
-                )
-            )
-        return True
+        return await self._write(_q_claim, instance_uuid, host, generation, res, az)
 
     async def free(self, instance_uuid: str) -> bool:
         """Give back an instance's allocation (idempotent: False when it had none)."""
-        c = compute_nodes.c
-        async with self._write() as conn:
-            alloc = (
-                await conn.execute(select(allocations).where(allocations.c.instance_uuid == instance_uuid))
-            ).mappings().first()
-            if alloc is None:
-                return False
-            await conn.execute(
-                update(compute_nodes).where(c.host == alloc["host"]).values(
-                    vcpus_used=c.vcpus_used - alloc["vcpus"],
-                    memory_mb_used=c.memory_mb_used - alloc["memory_mb"],
-                    local_gb_used=c.local_gb_used - alloc["disk_gb"],
-                    running_vms=c.running_vms - 1,
-                    generation=c.generation + 1,
-                )
-            )
-            await conn.execute(allocations.delete().where(allocations.c.instance_uuid == instance_uuid))
-        return True
+        return await self._write(_q_free, instance_uuid)
 
     async def record_build_failure(self, host: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                update(compute_nodes).where(compute_nodes.c.host == host).values(
-                    failed_builds=compute_nodes.c.failed_builds + 1
-                )
-            )
+        c = compute_nodes.c
+        await self._write(_q_exec, update(compute_nodes).where(c.host == host).values(
+            failed_builds=c.failed_builds + 1))
 
     async def allocations_by_host(self) -> dict[str, list[str]]:
-        async with self._read() as conn:
-            rows = (await conn.execute(select(allocations.c.host, allocations.c.instance_uuid))).all()
+        rows = await self._read(_q_rows, select(allocations.c.host, allocations.c.instance_uuid))
         out: dict[str, list[str]] = {}
-        for host, uuid in rows:
-            out.setdefault(host, []).append(uuid)
+        for r in rows:
+            out.setdefault(r["host"], []).append(r["instance_uuid"])
         return out
+
+
+# -- query functions: run in one transaction by a runner ------------------------------------------
+
+def _q_exec(conn: Conn, stmt: Any) -> None:
+    conn.execute(stmt)
+
+
+def _q_rowcount(conn: Conn, stmt: Any) -> int:
+    return conn.execute(stmt).rowcount
+
+
+def _q_rows(conn: Conn, stmt: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def _q_first(conn: Conn, stmt: Any) -> dict[str, Any] | None:
+    row = conn.execute(stmt).mappings().first()
+    return dict(row) if row else None
+
+
+def _q_get_flavor(conn: Conn, flavor_id: str) -> dict[str, Any] | None:
+    return _q_first(conn, select(flavors).where((flavors.c.id == flavor_id) | (flavors.c.name == flavor_id)))
+
+
+def _q_count_instances(conn: Conn, project_id: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(instances).where(
+            and_(instances.c.project_id == project_id, instances.c.deleted.is_(False)))
+    ).scalar_one()
+
+
+def _q_seed(conn: Conn, hosts: list[dict[str, Any]]) -> None:
+    have = set(conn.execute(select(flavors.c.id)).scalars())
+    rows = [
+        dict(id=i, name=n, vcpus=c, memory_mb=m, root_gb=d, ephemeral_gb=0, swap=0, is_public=True)
+        for i, n, c, m, d in STANDARD_FLAVORS if i not in have
+    ]
+    if rows:
+        conn.execute(insert(flavors), rows)
+    known = set(conn.execute(select(compute_nodes.c.host)).scalars())
+    new = [h for h in hosts if h["host"] not in known]
+    if new:
+        conn.execute(insert(compute_nodes), new)
+
+
+def _q_claim(conn: Conn, instance_uuid: str, host: str, generation: int, res: Resources, az: str) -> bool:
+    c = compute_nodes.c
+    fits = and_(
+        c.host == host,
+        c.generation == generation,
+        c.vcpus_used + res.vcpus <= c.vcpus * c.cpu_allocation_ratio,
+        c.memory_mb_used + res.memory_mb <= c.memory_mb * c.ram_allocation_ratio,
+        c.local_gb_used + res.disk_gb <= c.local_gb * c.disk_allocation_ratio,
+    )
+    claimed = conn.execute(update(compute_nodes).where(fits).values(
+        vcpus_used=c.vcpus_used + res.vcpus,
+        memory_mb_used=c.memory_mb_used + res.memory_mb,
+        local_gb_used=c.local_gb_used + res.disk_gb,
+        running_vms=c.running_vms + 1,
+        generation=c.generation + 1,
+    )).rowcount
+    if claimed != 1:
+        return False
+    now = time.time()
+    conn.execute(insert(allocations).values(
+        instance_uuid=instance_uuid, host=host, vcpus=res.vcpus, memory_mb=res.memory_mb,
+        disk_gb=res.disk_gb, created_at=now))
+    conn.execute(update(instances).where(instances.c.uuid == instance_uuid).values(
+        host=host, availability_zone=az, updated_at=now))
+    return True
+
+
+def _q_free(conn: Conn, instance_uuid: str) -> bool:
+    c = compute_nodes.c
+    alloc = _q_first(conn, select(allocations).where(allocations.c.instance_uuid == instance_uuid))
+    if alloc is None:
+        return False
+    conn.execute(update(compute_nodes).where(c.host == alloc["host"]).values(
+        vcpus_used=c.vcpus_used - alloc["vcpus"],
+        memory_mb_used=c.memory_mb_used - alloc["memory_mb"],
+        local_gb_used=c.local_gb_used - alloc["disk_gb"],
+        running_vms=c.running_vms - 1,
+        generation=c.generation + 1,
+    ))
+    conn.execute(allocations.delete().where(allocations.c.instance_uuid == instance_uuid))
+    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
