@@ -175,10 +175,20 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build settings from flags (``overrides``, ``None`` values ignored), env and a TOML file."""
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"settings file not found: {path}")
-        os.environ["HARNESS_CONFIG"] = str(path)
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Build settings from flags (``overrides``, ``None`` values ignored), env and a TOML file.
+
+    The file comes from ``config_file`` or, failing that, ``HARNESS_CONFIG``.
+    """
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is None:
+        return Settings(**flags)
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"settings file not found: {path}")
+
+    class FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_: Any):
+            return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path)
+
+    return FileSettings(**flags)
