@@ -141,7 +141,11 @@ class RpcClient:
             self._pending[msg.correlation_id] = (fut, reply_step)
             inject_headers(msg.headers, step=step)
             msg.sent_at_ns = time.time_ns()
-            await self.transport.publish(msg)
+            try:
+                await self.transport.publish(msg)
+            except BaseException:  # not sent (e.g. the broker is away): no reply to wait for
+                self._pending.pop(msg.correlation_id, None)
+                raise
             try:
                 reply: Message = await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:
