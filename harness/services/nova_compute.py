@@ -130,6 +130,7 @@ class NovaCompute(Service):
                                                  receive_step=Step.COMPUTE_RECEIVE_BUILD,
                                                  caller_step=Step.SCHEDULER_CAST_BUILD),
                 "terminate_instance": Method(partial(self.terminate_instance, host)),
+                "power_action": Method(partial(self.power_action, host)),
             }, workers=self.settings.max_concurrent_builds)
         self._token: tuple[str, list[dict[str, Any]], float] | None = None
         self._default_net: str | None = None
@@ -288,6 +289,26 @@ class NovaCompute(Service):
                 )
                 if resp.status_code != 200:
                     raise BuildError(f"Volume {volume_id} could not be attached: cinder-api answered {resp.status_code}")
+
+    # -- server actions (os-stop, os-start, reboot) ---------------------------------------------
+    #: action -> (driver span, values saved once the driver is done); power_state 1 RUNNING, 4 SHUTDOWN
+    _POWER = {
+        "stop": ("nova.virt.power_off", {"vm_state": "stopped", "power_state": 4}),
+        "start": ("nova.virt.power_on", {"vm_state": "active", "power_state": 1}),
+        "reboot": ("nova.virt.reboot", {"vm_state": "active", "power_state": 1}),
+    }
+
+    async def power_action(self, host: FakeHost, instance_uuid: str, action: str, task_state: str) -> bool:
+        """Run a power action nova-api cast here, then save the new state through the conductor."""
+        span_name, values = self._POWER[action]
+        with self.tracer.start_as_current_span(span_name, attributes={
+            "openstack.instance.id": instance_uuid, "openstack.host": host.name,
+        }):
+            pass  # the fake hypervisor changes power state instantly
+        return await self.conductor.call("conductor", "instance_update", {
+            "instance_uuid": instance_uuid, "values": {**values, "task_state": None},
+            "expected_task_state": [task_state],
+        })
 
     # -- delete -------------------------------------------------------------------------------
     async def terminate_instance(self, host: FakeHost, instance_uuid: str) -> None:

@@ -1,0 +1,129 @@
+"""API microversions of Nova and Cinder: what the client asks for, what the service answers.
+
+A client names the version in ``OpenStack-API-Version: compute 2.79`` (or Nova's legacy
+``X-OpenStack-Nova-API-Version: 2.79``); no header means the minimum, ``latest`` the maximum. A
+malformed version is 400, one outside the service's range 406 (``computeFault``, the key both
+projects use for it), as ``nova/api/openstack/wsgi.py`` and Cinder's copy of it answer. Every
+response of a versioned endpoint, errors included, names the version it was served at.
+
+The ranges are those of OpenStack 2025.1 (Nova 2.1-2.100, Cinder 3.0-3.71), which cover every
+microversion current openstacksdk asks for (``Server._max_microversion`` is 2.100).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from harness.services.http import ApiError, Renderer, handler
+
+_VERSION = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Version:
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Version":
+        m = _VERSION.match(text.strip())
+        if m is None:
+            raise ValueError(text)
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def at_least(self, text: str) -> bool:
+        return self >= Version.parse(text)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRange:
+    """One service's microversion range and its header names."""
+
+    service_type: str  # the word in ``OpenStack-API-Version: <service_type> X.Y``
+    min: Version
+    max: Version
+    legacy_header: str | None = None  # Nova's X-OpenStack-Nova-API-Version
+
+    def requested(self, headers: Mapping[str, str]) -> str | None:
+        """The version text the client asked for, or None (headers are looked up lower-case)."""
+        raw = headers.get("openstack-api-version")
+        if raw:
+            # A list of "service version" pairs; only ours counts (others may name other services).
+            for item in raw.split(","):
+                parts = item.strip().split()
+                if len(parts) == 2 and parts[0].lower() == self.service_type:
+                    return parts[1]
+        if self.legacy_header:
+            legacy = headers.get(self.legacy_header.lower())
+            if legacy:
+                return legacy.strip()
+        return None
+
+    def negotiate(self, headers: Mapping[str, str]) -> Version:
+        """The version to serve; :class:`ApiError` 400 (malformed) or 406 (unsupported)."""
+        text = self.requested(headers)
+        if text is None:
+            return self.min
+        if text.lower() == "latest":
+            return self.max
+        try:
+            ver = Version.parse(text)
+        except ValueError:
+            raise ApiError(400, f"API Version String {text} is of invalid format. Must be of "
+                                "format MajorNum.MinorNum.") from None
+        if not self.min <= ver <= self.max:
+            raise ApiError(406, f"Version {text} is not supported by the API. Minimum is "
+                                f"{self.min} and maximum is {self.max}.", kind="computeFault")
+        return ver
+
+    def response_headers(self, ver: Version) -> dict[str, str]:
+        headers = {"OpenStack-API-Version": f"{self.service_type} {ver}"}
+        vary = ["OpenStack-API-Version"]
+        if self.legacy_header:
+            headers[self.legacy_header] = str(ver)
+            vary.append(self.legacy_header)
+        headers["Vary"] = ", ".join(vary)
+        return headers
+
+
+COMPUTE = VersionRange("compute", Version(2, 1), Version(2, 100), "X-OpenStack-Nova-API-Version")
+VOLUME = VersionRange("volume", Version(3, 0), Version(3, 71))
+
+
+def versioned(vr: VersionRange, render: Renderer):
+    """Decorator for an endpoint of a versioned API (see :func:`harness.services.http.handler`).
+
+    It negotiates the version before the endpoint runs (``request.state.api_version``) and stamps
+    the response with it, an error response too, as Nova's ``Fault`` does.
+    """
+
+    def wrap(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+        inner = handler(func)
+
+        async def endpoint(request: Request) -> Response:
+            ver = vr.negotiate(request.headers)
+            request.state.api_version = ver
+            try:
+                resp = await inner(request)
+            except ApiError as err:
+                resp = render(err)
+            resp.headers.update(vr.response_headers(ver))
+            return resp
+
+        endpoint.__name__ = func.__name__
+        return endpoint
+
+    return wrap
+
+
+def api_version(request: Request) -> Version:
+    """The version :func:`versioned` negotiated for this request."""
+    return request.state.api_version
