@@ -3,6 +3,12 @@
 ``EmbeddedCloud`` wires the pieces (settings -> latency model, telemetry, transport, Nova's DB, the
 services and their HTTP servers), starts them in dependency order and stops them so that every span
 is flushed. It is what ``harness up`` runs and what tests and benchmarks start in-process.
+
+With ``services=`` it runs only some of them (``harness serve SERVICE``: one process per service,
+see :mod:`harness.topology`); the rest are reached over the network (HTTP through Keystone's
+catalog, RPC through the broker). Nova's DB is opened only by the services that own it; a
+nova-compute without it registers its hosts through nova-conductor, as Nova's resource tracker
+does.
 """
 
 from __future__ import annotations
@@ -40,16 +46,43 @@ class CloudStartError(RuntimeError):
     """The cloud could not start (a port in use, a bad setting); the message says which."""
 
 
+#: Every service of a cloud as ``harness serve`` names it, in start order. Sub-services run in
+#: their owner's process, as they share its state: cinder-api with cinder-scheduler and
+#: cinder-volume, neutron-server with its agent.
+SERVICE_NAMES = ("keystone", "glance-api", "neutron-server", "cinder-api", "nova-api",
+                 "nova-scheduler", "nova-conductor", "nova-compute")
+DB_SERVICES = frozenset({"nova-api", "nova-scheduler", "nova-conductor"})
+#: seconds a partial cloud waits for the services it needs (Keystone, nova-conductor)
+DEPENDENCY_WAIT_S = 60.0
+
+
 class EmbeddedCloud:
-    def __init__(self, settings: Settings, *, extra_exporters: Sequence[SpanExporter] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        extra_exporters: Sequence[SpanExporter] = (),
+        services: Sequence[str] | None = None,
+        compute_hosts: Sequence[str] | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.settings = settings
-        self.run_id = uuid.uuid4().hex[:12]
+        unknown = [n for n in services or () if n not in SERVICE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown service {', '.join(map(repr, unknown))}: "
+                             f"choose among {', '.join(SERVICE_NAMES)}")
+        #: the services this cloud runs (all of them by default)
+        self.selected = tuple(n for n in SERVICE_NAMES if services is None or n in services)
+        self.partial = self.selected != SERVICE_NAMES
+        self._compute_hosts = list(compute_hosts) if compute_hosts is not None else None
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.run_dir = Path(settings.run_dir)
         self._extra_exporters = extra_exporters
         self.services: list[Service] = []
         self._servers: list[tuple[HttpService, Any, asyncio.Task]] = []
         self.telemetry: Telemetry | None = None
         self.db: NovaDB | None = None
+        self._transport: Any = None
         self.span_counts: dict[str, dict[str, int]] = {}
         self.started = False
 
@@ -76,6 +109,13 @@ class EmbeddedCloud:
         except ValueError as exc:
             raise CloudStartError(str(exc)) from None
         hosts = host_names(s.effective_host_groups())
+        if self._compute_hosts is not None:
+            known = {name for name, _ in hosts}
+            missing = [h for h in self._compute_hosts if h not in known]
+            if missing:
+                raise CloudStartError(f"unknown compute host {', '.join(missing)}: the settings "
+                                      f"define {hosts[0][0] if hosts else 'none'} .. {hosts[-1][0] if hosts else ''}")
+            hosts = [(n, g) for n, g in hosts if n in self._compute_hosts]
         self.telemetry = Telemetry(
             run_dir=self.run_dir if s.otlp_file else None,
             enabled=s.tracing,
@@ -85,32 +125,88 @@ class EmbeddedCloud:
                 "harness.profile": profile.name, "harness.hosts": len(hosts),
             },
         )
-        (self.run_dir / "settings.json").write_text(json.dumps(
+        (self.run_dir / self._file("settings.json")).write_text(json.dumps(
             {"run_id": self.run_id, "started_at": time.time(), "profile_source": profile.source,
-             "settings": s.dump()}, indent=2))
+             "services": list(self.selected), "settings": s.dump()}, indent=2))
         transport = make_transport(s.transport_url)
-        await transport.start()
-        self.db = NovaDB(s.effective_db_url(), pool_size=s.db_pool_size)
-        await self.db.create_schema()
+        try:
+            await transport.start()
+        except ConnectionError as exc:  # the broker is down or refuses us: say so, no traceback
+            raise CloudStartError(str(exc)) from None
+        self._transport = transport
+        if DB_SERVICES & set(self.selected):
+            self.db = NovaDB(s.effective_db_url(), pool_size=s.db_pool_size)
+            await self._db_call(self.db.create_schema())
         ctx = CloudContext(settings=s, telemetry=self.telemetry,
                            latency=LatencyModel(profile, seed=s.seed), transport=transport,
                            db=self.db, run_id=self.run_id)
         self.ctx = ctx
-        compute = NovaCompute(ctx, hosts)
-        await self.db.seed(h.row for h in compute.hosts.values())
-        self.services = [Keystone(ctx), Glance(ctx), Neutron(ctx), CinderApi(ctx), NovaApi(ctx),
-                         NovaScheduler(ctx), NovaConductor(ctx), compute]
+        factories = {
+            "keystone": Keystone, "glance-api": Glance, "neutron-server": Neutron,
+            "cinder-api": CinderApi, "nova-api": NovaApi, "nova-scheduler": NovaScheduler,
+            "nova-conductor": NovaConductor, "nova-compute": lambda c: NovaCompute(c, hosts),
+        }
+        self.services = [factories[name](ctx) for name in self.selected]
+        compute = next((svc for svc in self.services if isinstance(svc, NovaCompute)), None)
+        if self.db is not None:  # compute nodes are known here only when compute runs here
+            rows = [h.row for h in compute.hosts.values()] if compute is not None else []
+            await self._db_call(self.db.seed(rows))
         for svc in self.services:
             await svc.start()
         for svc in self.services:
             if isinstance(svc, HttpService):
                 await self._serve(svc)
+        if compute is not None and self.db is None:
+            await self._register_hosts(compute)
         for svc in self.services:  # service tokens up front, not inside the first boot's trace
             auth = getattr(svc, "auth", None)
             if auth is not None:
-                await auth.service_token()
+                await self._await_dependency("keystone", auth.service_token)
         self.started = True
         return self
+
+    def _file(self, name: str) -> str:
+        """A run-dir file name; a partial cloud's carry its services (``span_counts-nova-api.json``)."""
+        if not self.partial:
+            return name
+        stem, dot, ext = name.rpartition(".")
+        return f"{stem}-{'+'.join(self.selected)}{dot}{ext}"
+
+    async def _db_call(self, op: Any) -> Any:
+        """Run a DB setup step; an unreachable DB is a clear CloudStartError."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return await op
+        except (OSError, SQLAlchemyError) as exc:
+            where = make_url(self.settings.effective_db_url()).render_as_string(hide_password=True)
+            reason = getattr(exc, "orig", None) or exc
+            raise CloudStartError(f"cannot use Nova's DB at {where}: {reason}") from None
+
+    async def _await_dependency(self, what: str, fn: Any) -> Any:
+        """Call ``fn`` until it works: in a partial cloud, the service it needs may start later."""
+        deadline = time.monotonic() + (DEPENDENCY_WAIT_S if self.partial else 0)
+        while True:
+            try:
+                return await fn()
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    if not self.partial:
+                        raise
+                    raise CloudStartError(f"{what} did not answer within {DEPENDENCY_WAIT_S:g} s: "
+                                          f"{exc or type(exc).__name__}") from None
+                await asyncio.sleep(0.5)
+
+    async def _register_hosts(self, compute: NovaCompute) -> None:
+        """Report this process's hosts to nova-conductor, which records them in Nova's DB."""
+        rows = [h.row for h in compute.hosts.values()]
+
+        async def register() -> Any:
+            return await compute.conductor.call("conductor", "compute_node_register",
+                                                {"nodes": rows}, timeout=10)
+
+        await self._await_dependency("nova-conductor", register)
 
     async def _serve(self, svc: HttpService) -> None:
         server = make_server(svc.build_app(), self.settings.bind_host, svc.port)
@@ -145,14 +241,15 @@ class EmbeddedCloud:
         self._servers.clear()
         for svc in reversed(self.services):
             await svc.stop()
-        if self.started:
-            await self.ctx.transport.close()
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
         if self.db is not None:
             await self.db.close()
             self.db = None
         if self.telemetry is not None:
             self.span_counts = await asyncio.to_thread(self.telemetry.shutdown)
-            (self.run_dir / "span_counts.json").write_text(json.dumps(self.span_counts, indent=2))
+            (self.run_dir / self._file("span_counts.json")).write_text(json.dumps(self.span_counts, indent=2))
             self.telemetry = None
         self.started = False
         return self.span_counts

@@ -79,23 +79,27 @@ class OtlpJsonLinesExporter(SpanExporter):
 
     Providers call ``shutdown`` on their exporters; the file is closed only by :meth:`close`, which
     the owner (:class:`Telemetry`) calls after every provider has flushed.
+
+    Several processes (``harness up --processes``) append to the same file: it is opened with
+    ``O_APPEND`` and each line is one unbuffered ``write``, so lines never interleave.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = self.path.open("ab", buffering=0)
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        line = json.dumps(to_otlp_json(spans), separators=(",", ":"))
+        line = (json.dumps(to_otlp_json(spans), separators=(",", ":")) + "\n").encode()
         with self._lock:
             if self._fh.closed:
                 return SpanExportResult.FAILURE
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            view = memoryview(line)
+            while view:  # a regular file takes it in one write; loop only if it ever does not
+                view = view[self._fh.write(view):]
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:  # the owner closes the file

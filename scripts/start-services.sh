@@ -83,7 +83,8 @@ start_pg() {
   fi
   local psql=(su postgres -c)
   if ! "${psql[@]}" "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'\"" | grep -q 1; then
-    "${psql[@]}" "psql -qc \"CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASS'\""
+    # CREATEDB: the tests give each run a database of its own
+    "${psql[@]}" "psql -qc \"CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASS'\""
   fi
   if ! "${psql[@]}" "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='$PG_DB'\"" | grep -q 1; then
     "${psql[@]}" "createdb -O $PG_USER $PG_DB"

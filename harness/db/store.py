@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -28,6 +28,9 @@ from harness.steps import Step
 from harness.telemetry import step_attributes
 
 T = TypeVar("T")
+#: PostgreSQL advisory lock taken while creating the schema and seeding ("nova" in ASCII)
+SETUP_LOCK_KEY = 0x6E6F7661
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 
 #: OpenStack's standard flavors (as devstack seeds them): id, name, vcpus, RAM MB, disk GB.
 STANDARD_FLAVORS = [
@@ -92,7 +95,9 @@ class _AsyncRunner:
     through ``run_sync`` in one transaction; concurrency is the pool's."""
 
     def __init__(self, url: URL, pool_size: int) -> None:
-        self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+        # pre-ping: connections broken by a server restart are replaced, not handed out
+        self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=0,
+                                                       pool_pre_ping=True)
 
     async def run(self, fn: Callable[..., T], *args: Any, write: bool) -> T:
         async with self.engine.begin() as conn:
@@ -114,6 +119,10 @@ class NovaDB:
         u = make_url(url)
         self.system = u.get_backend_name()
         self.namespace = "nova"
+        # OTel DB conventions: where the server is (absent for an embedded SQLite file)
+        self.server: dict[str, Any] = {}
+        if u.host:
+            self.server = {"server.address": u.host, "server.port": u.port or _DEFAULT_PORTS.get(self.system, 0)}
         self._runner: _ThreadRunner | _AsyncRunner
         if self.system == "sqlite":
             self._runner = _ThreadRunner(u, readers=max(1, min(pool_size, 4)))
@@ -128,7 +137,8 @@ class NovaDB:
 
     # -- life cycle ---------------------------------------------------------------------------
     async def create_schema(self) -> None:
-        await self._write(lambda conn: metadata.create_all(conn))
+        """Create missing tables (safe when several processes start at once on PostgreSQL)."""
+        await self._write(_q_create_schema)
 
     async def seed(self, hosts: Iterable[Mapping[str, Any]]) -> None:
         """Seed flavors and compute nodes (idempotent: existing rows are kept)."""
@@ -154,6 +164,7 @@ class NovaDB:
             "db.namespace": self.namespace,
             "db.operation.name": operation,
             "db.collection.name": table,
+            **self.server,
         }
         if step is not None:
             attrs.update(step_attributes(step))
@@ -289,7 +300,20 @@ def _q_count_instances(conn: Conn, project_id: str) -> int:
     ).scalar_one()
 
 
+def _serialise_setup(conn: Conn) -> None:
+    """PostgreSQL: one process at a time creates tables and seeds rows (the others then find
+    them), as several ``harness serve`` processes start together."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SETUP_LOCK_KEY})
+
+
+def _q_create_schema(conn: Conn) -> None:
+    _serialise_setup(conn)
+    metadata.create_all(conn)
+
+
 def _q_seed(conn: Conn, hosts: list[dict[str, Any]]) -> None:
+    _serialise_setup(conn)
     have = set(conn.execute(select(flavors.c.id)).scalars())
     rows = [
         dict(id=i, name=n, vcpus=c, memory_mb=m, root_gb=d, ephemeral_gb=0, swap=0, is_public=True)

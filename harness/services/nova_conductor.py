@@ -34,6 +34,7 @@ class NovaConductor(Service):
             "instance_update": Method(self.instance_update),
             "build_failed": Method(self.build_failed),
             "instance_destroy": Method(self.instance_destroy),
+            "compute_node_register": Method(self.compute_node_register),
         }, workers=self.settings.conductor_workers)
 
     async def instance_get(self, instance_uuid: str) -> dict[str, Any]:
@@ -89,6 +90,14 @@ class NovaConductor(Service):
             "fault_message": message, "fault_code": 500,
         })
         return "error"
+
+    async def compute_node_register(self, nodes: list[dict[str, Any]]) -> int:
+        """A nova-compute in its own process reports its hosts (as Nova's resource tracker creates
+        compute nodes through the conductor); known hosts are kept as they are."""
+        async with self.db.span(self.tracer, "INSERT", "compute_nodes") as span:
+            span.set_attribute("openstack.compute.hosts", len(nodes))
+            await self.db.seed(nodes)
+        return len(nodes)
 
     async def instance_destroy(self, instance_uuid: str) -> None:
         async with self.db.span(self.tracer, "UPDATE", "instances"):
