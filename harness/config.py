@@ -174,6 +174,24 @@ class Settings(BaseSettings):
         return data
 
 
+def free_ports(host: str = "127.0.0.1") -> Ports:
+    """Five distinct free TCP ports on ``host`` (for clouds that must not collide with others)."""
+    import socket
+
+    socks, ports = [], []
+    try:
+        while len(ports) < 5:
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    k, n, g, ne, c = ports
+    return Ports(keystone=k, nova=n, glance=g, neutron=ne, cinder=c)
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from flags (``overrides``, ``None`` values ignored), env and a TOML file.
 

@@ -1,18 +1,25 @@
-"""``harness boot``: boot N servers with C in flight, against an embedded or a running cloud.
+"""The built-in load generator: boots from asyncio, in fixed counts, closed loops or open loops.
 
-Each boot is traced from the client (a ``boot server`` CLIENT span of service ``harness-client``),
-so its trace holds the user's wait and the cloud's 29 steps. Latency is measured by the client
-(request to ACTIVE by polling) and, from the spans, broken down per phase by :mod:`analysis`.
+``harness boot`` and the experiment runner use it when Locust is not wanted (it needs no second
+process). Each boot is traced from the client (a ``boot server`` CLIENT span of service
+``harness-client``), so its trace holds the user's wait and the cloud's steps. Three shapes:
+
+* :func:`fixed_count` — N boots, C in flight (``harness boot``);
+* :func:`closed_loop` — U users, each boots, waits for ACTIVE, deletes, repeats, for a duration;
+* :func:`open_loop` — boots arrive as a Poisson process at a given rate, whatever the cloud's
+  speed (as wrk2 does); each boot's latency is measured from its *intended* start, so a cloud that
+  falls behind shows it (no coordinated omission).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from opentelemetry import trace
@@ -25,6 +32,8 @@ from harness.client import BootResult, CloudError, OpenStackClient
 from harness.cloud import EmbeddedCloud
 from harness.config import Settings
 from harness.telemetry import Telemetry
+
+_TRANSPORT_ERRORS = (CloudError, OSError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,7 +48,128 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @dataclass
-class BootReport:
+class BootOptions:
+    flavor: str = "1"
+    image: str | None = None  # default: the cirros image, found by name
+    delete: bool = True
+    poll_interval: float = 0.05
+    boot_timeout: float = 300.0
+    username: str = "demo"
+    password: str = "demo"
+    project: str = "demo"
+
+
+class Booter:
+    """Boots one server at a time on behalf of a user: create, poll to ACTIVE/ERROR, delete."""
+
+    def __init__(self, client: OpenStackClient, tracer: trace.Tracer, image: str, opts: BootOptions) -> None:
+        self.client, self.tracer, self.image, self.opts = client, tracer, image, opts
+
+    async def boot(self, name: str, *, intended_start: float | None = None,
+                   attributes: dict[str, Any] | None = None) -> BootResult:
+        """One boot; with ``intended_start`` (perf_counter time) latency counts from then."""
+        started = time.time()
+        t0 = intended_start if intended_start is not None else time.perf_counter()
+        with self.tracer.start_as_current_span("boot server", kind=SpanKind.CLIENT,
+                                               attributes=attributes or {}) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            try:
+                srv = await self.client.create_server(name, flavor=self.opts.flavor, image=self.image)
+            except _TRANSPORT_ERRORS as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                return BootResult(None, "REQUEST_FAILED", str(exc), started, time.perf_counter() - t0,
+                                  None, trace_id)
+            accepted = time.perf_counter() - t0
+            span.set_attribute("openstack.instance.id", srv["id"])
+            try:
+                final = await self.client.wait_for_status(srv["id"], timeout=self.opts.boot_timeout,
+                                                          interval=self.opts.poll_interval)
+            except (*_TRANSPORT_ERRORS, TimeoutError) as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                return BootResult(srv["id"], "TIMEOUT", str(exc), started, accepted, None, trace_id)
+            done = time.perf_counter() - t0
+            fault = (final.get("fault") or {}).get("message")
+            span.set_attribute("openstack.server.status", final["status"])
+            if final["status"] != "ACTIVE":
+                span.set_status(Status(StatusCode.ERROR, fault or final["status"]))
+        if self.opts.delete:
+            try:
+                await self.client.delete_server(srv["id"])
+                await self.client.wait_for_delete(srv["id"], interval=self.opts.poll_interval)
+            except (*_TRANSPORT_ERRORS, TimeoutError):
+                pass  # the boot's outcome is what is measured; a slow delete is the cloud's
+        return BootResult(srv["id"], final["status"], fault, started, accepted, done, trace_id,
+                          host=final.get("OS-EXT-SRV-ATTR:host"))
+
+
+# -- load shapes ------------------------------------------------------------------------------------
+
+Tick = Callable[[BootResult], None]
+
+
+async def fixed_count(booter: Booter, *, count: int, concurrency: int, tick: Tick | None = None) -> list[BootResult]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> BootResult:
+        async with sem:
+            r = await booter.boot(f"boot-{i}", attributes={"harness.boot.index": i})
+        if tick:
+            tick(r)
+        return r
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def closed_loop(booter: Booter, *, users: int, duration: float, tick: Tick | None = None) -> list[BootResult]:
+    """``users`` users, each booting back to back until ``duration`` seconds have passed."""
+    deadline = time.perf_counter() + duration
+    results: list[BootResult] = []
+
+    async def user(u: int) -> None:
+        i = 0
+        while time.perf_counter() < deadline:
+            r = await booter.boot(f"u{u}-{i}", attributes={"harness.user.id": u, "harness.boot.index": i})
+            results.append(r)
+            if tick:
+                tick(r)
+            i += 1
+
+    await asyncio.gather(*(user(u) for u in range(users)))
+    return results
+
+
+async def open_loop(booter: Booter, *, rate: float, duration: float, seed: int,
+                    max_in_flight: int = 10000, tick: Tick | None = None) -> list[BootResult]:
+    """Poisson arrivals at ``rate`` boots/s for ``duration`` s; latency from the intended start."""
+    rng = random.Random(seed)
+    start = time.perf_counter()
+    intended = start
+    tasks: list[asyncio.Task] = []
+    i = 0
+    while True:
+        intended += rng.expovariate(rate)
+        if intended - start >= duration:
+            break
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if sum(1 for t in tasks if not t.done()) >= max_in_flight:
+            continue  # a bound on memory, not on the schedule: such arrivals are dropped, counted
+        tasks.append(asyncio.create_task(booter.boot(
+            f"o-{i}", intended_start=intended,
+            attributes={"harness.boot.index": i, "harness.arrival.intended_s": intended - start})))
+        i += 1
+    results = list(await asyncio.gather(*tasks))
+    if tick:
+        for r in results:
+            tick(r)
+    return results
+
+
+# -- running against an embedded or a remote cloud --------------------------------------------------
+
+@dataclass
+class LoadReport:
     results: list[BootResult]
     wall_s: float
     spans_path: Path | None
@@ -59,9 +189,12 @@ class BootReport:
         return {
             "boots": len(self.results), "active": len(self.active), "error": len(self.failed),
             "wall_s": self.wall_s, "boots_per_s": len(self.active) / self.wall_s if self.wall_s else 0.0,
-            "p50_s": percentile(lat, 50), "p95_s": percentile(lat, 95), "max_s": max(lat, default=float("nan")),
-            "mean_s": statistics.fmean(lat) if lat else float("nan"),
+            "p50_s": percentile(lat, 50), "p95_s": percentile(lat, 95), "p99_s": percentile(lat, 99),
+            "max_s": max(lat, default=float("nan")), "mean_s": statistics.fmean(lat) if lat else float("nan"),
         }
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.results]
 
     def print(self, console: Console) -> None:
         s = self.summary()
@@ -78,11 +211,12 @@ class BootReport:
         if self.phases is not None and len(self.phases):
             table = Table(title="time per phase, ms (from the spans)", show_edge=False)
             table.add_column("phase")
-            cols = [c for c in self.phases.columns if c != "phase"]
+            wanted = ("median", "p90", "p95", "p99", "max", "mean", "share_pct")
+            cols = [c for c in wanted if c in self.phases.columns] or list(self.phases.columns)
             for c in cols:
                 table.add_column(str(c), justify="right")
-            for _, row in self.phases.iterrows():
-                table.add_row(str(row["phase"]), *(_fmt(row[c]) for c in cols))
+            for phase, row in self.phases.iterrows():
+                table.add_row(str(phase), *(_fmt(row[c]) for c in cols))
             console.print(table)
         if self.spans_path:
             console.print(f"spans: {self.spans_path}")
@@ -94,96 +228,58 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-class BootRunner:
-    """Boots ``count`` servers, ``concurrency`` at a time; starts an embedded cloud if no URL."""
+Shape = Callable[[Booter, Tick | None], Awaitable[list[BootResult]]]
 
-    def __init__(self, settings: Settings, *, count: int, concurrency: int, auth_url: str | None = None,
-                 flavor: str = "1", image: str | None = None, delete: bool = True,
-                 username: str = "demo", password: str = "demo", project: str = "demo",
-                 poll_interval: float = 0.02, boot_timeout: float = 300.0) -> None:
-        self.settings, self.count, self.concurrency = settings, count, concurrency
-        self.auth_url, self.flavor, self.image, self.delete = auth_url, flavor, image, delete
-        self.creds = (username, password, project)
-        self.poll_interval, self.boot_timeout = poll_interval, boot_timeout
 
-    async def run(self, *, progress: bool = False) -> BootReport:
-        cloud: EmbeddedCloud | None = None
-        own_telemetry: Telemetry | None = None
-        if self.auth_url is None:
-            cloud = EmbeddedCloud(self.settings)
-            await cloud.start()
-            auth_url = cloud.auth_url
-            tracer = cloud.telemetry.tracer("harness-client") if cloud.telemetry else trace.NoOpTracer()
-        else:
-            auth_url = self.auth_url
-            Path(self.settings.run_dir).mkdir(parents=True, exist_ok=True)
-            own_telemetry = Telemetry(run_dir=Path(self.settings.run_dir), enabled=self.settings.tracing)
-            tracer = own_telemetry.tracer("harness-client")
-        try:
-            results, wall = await self._boot_all(auth_url, tracer, progress)
-        finally:
-            counts: dict[str, dict[str, int]] = {}
-            if cloud is not None:
-                counts = await cloud.stop()
-            if own_telemetry is not None:
-                counts = await asyncio.to_thread(own_telemetry.shutdown)
-        spans_path = Path(self.settings.run_dir) / "spans.jsonl"
-        report = BootReport(results, wall, spans_path if spans_path.exists() else None, counts)
-        report.phases = _phase_table(spans_path) if spans_path.exists() else None
-        return report
-
-    async def _boot_all(self, auth_url: str, tracer: trace.Tracer, progress: bool) -> tuple[list[BootResult], float]:
-        user, password, project = self.creds
-        async with OpenStackClient(auth_url, username=user, password=password, project=project) as client:
+async def run_load(settings: Settings, shape: Shape, *, opts: BootOptions, auth_url: str | None = None,
+                   progress_total: int | None = None, progress: bool = False,
+                   cloud: EmbeddedCloud | None = None) -> LoadReport:
+    """Run ``shape`` against a cloud: ``cloud`` if given, the one at ``auth_url``, or a fresh
+    embedded one (started and stopped here, so its spans are flushed when this returns)."""
+    own_cloud: EmbeddedCloud | None = None
+    own_telemetry: Telemetry | None = None
+    if cloud is None and auth_url is None:
+        own_cloud = cloud = EmbeddedCloud(settings)
+        await cloud.start()
+    if cloud is not None:
+        auth_url = cloud.auth_url
+        tracer = cloud.telemetry.tracer("harness-client") if cloud.telemetry else trace.NoOpTracer()
+    else:
+        Path(settings.run_dir).mkdir(parents=True, exist_ok=True)
+        own_telemetry = Telemetry(run_dir=Path(settings.run_dir), enabled=settings.tracing)
+        tracer = own_telemetry.tracer("harness-client")
+    assert auth_url is not None
+    bar = _progress() if progress else None
+    try:
+        async with OpenStackClient(auth_url, username=opts.username, password=opts.password,
+                                   project=opts.project) as client:
             await client.authenticate()
-            image = self.image or await _cirros(client)
-            sem = asyncio.Semaphore(self.concurrency)
-            bar = _progress() if progress else None
-            task_id = bar.add_task("booting", total=self.count) if bar else None
+            image = opts.image or await _cirros(client)
+            booter = Booter(client, tracer, image, opts)
+            task_id = bar.add_task("booting", total=progress_total) if bar else None
 
-            async def one(i: int) -> BootResult:
-                async with sem:
-                    result = await self._boot_one(client, tracer, i, image)
+            def tick(_: BootResult) -> None:
                 if bar is not None and task_id is not None:
                     bar.advance(task_id)
-                return result
 
             t0 = time.perf_counter()
             if bar is not None:
                 with bar:
-                    results = await asyncio.gather(*(one(i) for i in range(self.count)))
+                    results = await shape(booter, tick)
             else:
-                results = await asyncio.gather(*(one(i) for i in range(self.count)))
-            return list(results), time.perf_counter() - t0
-
-    async def _boot_one(self, client: OpenStackClient, tracer: trace.Tracer, i: int, image: str) -> BootResult:
-        started, t0 = time.time(), time.perf_counter()
-        with tracer.start_as_current_span("boot server", kind=SpanKind.CLIENT,
-                                          attributes={"harness.boot.index": i}) as span:
-            trace_id = format(span.get_span_context().trace_id, "032x")
-            try:
-                srv = await client.create_server(f"boot-{i}", flavor=self.flavor, image=image)
-            except (CloudError, OSError, aiohttp.ClientError) as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                return BootResult(None, "REQUEST_FAILED", str(exc), started, time.perf_counter() - t0, None, trace_id)
-            accepted = time.perf_counter() - t0
-            span.set_attribute("openstack.instance.id", srv["id"])
-            try:
-                final = await client.wait_for_status(srv["id"], timeout=self.boot_timeout,
-                                                     interval=self.poll_interval)
-            except (CloudError, TimeoutError, OSError, aiohttp.ClientError) as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                return BootResult(srv["id"], "TIMEOUT", str(exc), started, accepted, None, trace_id)
-            done = time.perf_counter() - t0
-            fault = (final.get("fault") or {}).get("message")
-            span.set_attribute("openstack.server.status", final["status"])
-            if final["status"] != "ACTIVE":
-                span.set_status(Status(StatusCode.ERROR, fault or final["status"]))
-        if self.delete:
-            await client.delete_server(srv["id"])
-            await client.wait_for_delete(srv["id"], interval=self.poll_interval)
-        return BootResult(srv["id"], final["status"], fault, started, accepted, done, trace_id,
-                          host=final.get("OS-EXT-SRV-ATTR:host"))
+                results = await shape(booter, None)
+            wall = time.perf_counter() - t0
+    finally:
+        counts: dict[str, dict[str, int]] = {}
+        if own_cloud is not None:
+            counts = await own_cloud.stop()
+        if own_telemetry is not None:
+            counts = await asyncio.to_thread(own_telemetry.shutdown)
+    spans_path = Path(settings.run_dir) / "spans.jsonl"
+    report = LoadReport(results, wall, spans_path if spans_path.exists() else None, counts)
+    if own_cloud is not None and spans_path.exists():
+        report.phases = phase_table_of(spans_path)
+    return report
 
 
 async def _cirros(client: OpenStackClient) -> str:
@@ -198,12 +294,10 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), transient=True)
 
 
-def _phase_table(spans_path: Path) -> Any:
-    """Per-phase table from the spans (None when the analysis package is not importable)."""
-    try:
-        from analysis.boots import boot_table
-        from analysis.breakdown import phase_table
-        from analysis.load import load_spans
-    except ImportError:
-        return None
+def phase_table_of(spans_path: Path) -> Any:
+    """Per-phase table (Rally-style) from a spans file, through the analysis package."""
+    from analysis.boots import boot_table
+    from analysis.breakdown import phase_table
+    from analysis.load import load_spans
+
     return phase_table(boot_table(load_spans(spans_path)))

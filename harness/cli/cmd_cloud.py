@@ -119,13 +119,17 @@ def boot(
     port_offset: Optional[int] = PortOffsetOpt,
 ) -> None:
     """Boot servers, wait for each to be ACTIVE or ERROR, and print where the time went."""
-    from harness.loadgen import BootRunner
+    from harness.loadgen import BootOptions, fixed_count, run_load
 
     settings = _settings(config, profile, hosts, run_dir, scheduler, seed, None, None, None, port_offset)
-    runner = BootRunner(settings, count=count, concurrency=concurrency, auth_url=auth_url,
-                        flavor=flavor, image=image, delete=not keep)
+    opts = BootOptions(flavor=flavor, image=image, delete=not keep)
+
+    async def shape(booter, tick):
+        return await fixed_count(booter, count=count, concurrency=concurrency, tick=tick)
+
     try:
-        report = aio.run(runner.run(progress=True))
+        report = aio.run(run_load(settings, shape, opts=opts, auth_url=auth_url,
+                                  progress_total=count, progress=True))
     except CloudStartError as exc:
         fail(str(exc))
     except ValueError as exc:
