@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     public_host: str = Field(
         "", description="host name put in the service catalog (defaults to bind_host)"
     )
+    service_hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="host name of one service in the catalog, by port name (one container per "
+        "service: {\"nova\": \"nova-api\", ...}); others use public_host",
+    )
     ports: Ports = Ports()
     region: str = Field("RegionOne", description="the region of every catalog endpoint")
 
@@ -148,6 +153,14 @@ class Settings(BaseSettings):
             raise ValueError("bind_host must not be empty")
         return v
 
+    @field_validator("service_hosts")
+    @classmethod
+    def _known_services(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(Ports.model_fields))
+        if unknown:
+            raise ValueError(f"unknown service {', '.join(unknown)} (use {', '.join(Ports.model_fields)})")
+        return v
+
     # -- derived values -------------------------------------------------------------------------
     @property
     def catalog_host(self) -> str:
@@ -164,7 +177,8 @@ class Settings(BaseSettings):
         return self.db_url or f"sqlite+aiosqlite:///{Path(self.run_dir).resolve() / 'nova.db'}"
 
     def endpoint(self, service: str) -> str:
-        return f"http://{self.catalog_host}:{getattr(self.ports, service)}"
+        host = self.service_hosts.get(service) or self.catalog_host
+        return f"http://{host}:{getattr(self.ports, service)}"
 
     def dump(self) -> dict[str, Any]:
         """Settings as JSON-able data with passwords masked (they never reach run output)."""
