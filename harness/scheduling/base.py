@@ -1,10 +1,15 @@
 """The scheduler interface: host states + a request spec -> ordered candidate hosts, with reasons.
 
-A scheduler is a small class registered by name (``@register``); every module in this package is
-imported by :func:`load_all`, so adding an algorithm is adding a file. Schedulers are pure: they
-read :class:`HostState` snapshots and never touch the DB; the claim that makes a choice real is
-atomic in :meth:`harness.db.NovaDB.claim`, which is why a scheduler returns *several* candidates
-(the alternates Nova tries after a lost race or a failed build).
+A scheduler is a small class registered by name (``@register``); every module under this package
+(``strategies/``, ``filters/``, ``weighers/``) is imported by :func:`load_all`, so adding an
+algorithm is adding a file. Schedulers are pure: they read host snapshots and never touch the DB;
+the claim that makes a choice real is atomic in :meth:`harness.db.NovaDB.claim`, which is why a
+scheduler returns *several* candidates (the alternates Nova tries after a lost race or a failed
+build; Nova returns ``[scheduler] max_attempts - 1`` of them, ``nova/scheduler/manager.py``).
+
+``select`` takes any sequence of :class:`HostState`; the service passes a
+:class:`harness.scheduling.hosts.HostTable` (columns in numpy arrays) so that deciding over a
+thousand hosts costs microseconds per filter rather than a Python loop per host.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ import importlib
 import pkgutil
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+from harness.scheduling.options import Option
+
+if TYPE_CHECKING:
+    from harness.scheduling.hosts import HostTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +48,14 @@ class HostState:
     disabled: bool = False
     failed_builds: int = 0
     generation: int = 0
+    #: Images in the host's image cache (reported by nova-compute through nova-conductor).
+    cached_images: frozenset[str] = frozenset()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "HostState":
         return cls(**{k: row[k] for k in cls.__slots__ if k in row})  # type: ignore[attr-defined]
 
-    # Capacity as placement computes it: (total - reserved) * ratio - used.
+    # Capacity as placement computes it: (total - reserved) * allocation_ratio - used.
     @property
     def free_ram_mb(self) -> float:
         return self.memory_mb * self.ram_allocation_ratio - self.memory_mb_used
@@ -56,12 +69,38 @@ class HostState:
         return self.local_gb * self.disk_allocation_ratio - self.local_gb_used
 
     def fits(self, spec: Any) -> bool:
-        """Whether ``spec`` (anything with vcpus, memory_mb and disk_gb) fits what is free."""
-        return (
-            spec.memory_mb <= self.free_ram_mb
-            and spec.vcpus <= self.free_vcpus
-            and spec.disk_gb <= self.free_disk_gb
-        )
+        """Whether ``spec`` (anything with vcpus, memory_mb and disk_gb) fits, as placement decides.
+
+        Placement's check per resource class: ``used + requested <= (total - reserved) *
+        allocation_ratio`` and ``requested <= max_unit``, where nova-compute reports ``max_unit =
+        total`` (one instance never gets more than the physical host even when overcommitted).
+        A resource requested as 0 is not part of the request (a boot from volume asks no DISK_GB).
+        """
+        for need, free, total in ((spec.vcpus, self.free_vcpus, self.vcpus),
+                                  (spec.memory_mb, self.free_ram_mb, self.memory_mb),
+                                  (spec.disk_gb, self.free_disk_gb, self.local_gb)):
+            if need > 0 and (need > free or need > total):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ServerGroup:
+    """The request's server group (Nova's ``RequestSpec.instance_group``), as the filters read it.
+
+    ``member_hosts`` counts, per host, the group's other members on it: Nova's anti-affinity filter
+    compares that count with ``max_server_per_host`` (rules, default 1); the affinity filter wants
+    one of those hosts (``instance_group.hosts``) when there is any.
+    """
+
+    uuid: str
+    policy: str  # affinity | anti-affinity | soft-affinity | soft-anti-affinity
+    member_hosts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    max_server_per_host: int = 1
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        return frozenset(h for h, n in self.member_hosts.items() if n > 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,28 +116,39 @@ class RequestSpec:
     image_arch: str | None = None
     ignore_hosts: frozenset[str] = frozenset()
     num_alternates: int = 2
+    group: ServerGroup | None = None
 
 
 @dataclass(slots=True)
 class Decision:
-    """Ordered candidates (first is chosen), their weights and why the others were dropped."""
+    """Ordered candidates (first is chosen), their weights and how many hosts each stage left.
+
+    ``weights`` holds the candidates' weights (only algorithms that weigh fill it);
+    ``filter_counts`` lists (stage, hosts left after it) in order, as Nova logs
+    "Filter X returned N host(s)".
+    """
 
     candidates: list[HostState]
     considered: int
     weights: dict[str, float] = field(default_factory=dict)
-    filter_counts: list[tuple[str, int]] = field(default_factory=list)  # hosts left after each
+    filter_counts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def chosen(self) -> HostState | None:
         return self.candidates[0] if self.candidates else None
 
+    @property
+    def passed(self) -> int:
+        """Hosts left after the last stage (every host that could take the request)."""
+        return self.filter_counts[-1][1] if self.filter_counts else len(self.candidates)
+
 
 class Scheduler(abc.ABC):
-    """Base of every algorithm. ``options`` documents the keyword options the class accepts."""
+    """Base of every algorithm: a name, a summary and typed options (see :class:`Option`)."""
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
-    options: ClassVar[dict[str, str]] = {}
+    options: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, *, rng: random.Random, **options: Any) -> None:
         unknown = set(options) - set(self.options)
@@ -108,10 +158,21 @@ class Scheduler(abc.ABC):
                 f"scheduler {self.name!r} has no option(s) {', '.join(sorted(unknown))} (known: {known})"
             )
         self.rng = rng
+        self.opts: dict[str, Any] = {
+            key: opt.parse(key, options[key]) if key in options else opt.default
+            for key, opt in self.options.items()
+        }
+
+    def select(self, hosts: Sequence[HostState], spec: RequestSpec) -> Decision:
+        """Order the hosts that can take ``spec``; an empty candidate list means no valid host."""
+        from harness.scheduling.hosts import HostTable
+
+        table = hosts if isinstance(hosts, HostTable) else HostTable.from_states(hosts)
+        return self.decide(table, spec)
 
     @abc.abstractmethod
-    def select(self, hosts: Sequence[HostState], spec: RequestSpec) -> Decision:
-        """Order the hosts that can take ``spec``; an empty list means no valid host."""
+    def decide(self, hosts: "HostTable", spec: RequestSpec) -> Decision:
+        """The algorithm itself, over the columns of every host."""
 
 
 REGISTRY: dict[str, type[Scheduler]] = {}
@@ -125,12 +186,11 @@ def register(cls: type[Scheduler]) -> type[Scheduler]:
 
 
 def load_all() -> dict[str, type[Scheduler]]:
-    """Import every module of this package so each registers its schedulers."""
+    """Import every module under this package so each registers its schedulers/filters/weighers."""
     import harness.scheduling as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name != "base":
-            importlib.import_module(f"harness.scheduling.{mod.name}")
+    for mod in pkgutil.walk_packages(pkg.__path__, prefix="harness.scheduling."):
+        importlib.import_module(mod.name)
     return REGISTRY
 
 

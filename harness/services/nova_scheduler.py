@@ -1,24 +1,37 @@
 """nova-scheduler: steps 9-12 (take the request, choose a host, claim it, cast to its compute).
 
-The algorithm is pluggable (:mod:`harness.scheduling`); the claim is atomic in the DB with a
-generation check, so several scheduler workers never over-commit a host. A lost race tries the
-next candidate; when every candidate is lost the host states are read again (up to
-``CLAIM_ROUNDS`` times). Nothing fits: ``NoValidHost``, which nova-api turns into an ERROR server.
+The algorithm is pluggable (:mod:`harness.scheduling`). Per round it reads the compute nodes, the
+hosts whose image cache holds the requested image and, for a server-group member, the group and
+its members' hosts, and runs the algorithm over them (step 10). The claim (step 11) is atomic in
+the DB with a generation check, so several scheduler workers never over-commit a host; as placement
+does, a generation conflict re-reads that one host and retries while the request still fits
+(``CONFLICT_RETRIES``, placement's ``allocation_conflict_retry_count``), then moves to the next
+candidate; when every candidate is lost the hosts are read again (up to ``CLAIM_ROUNDS`` rounds).
+Nothing fits: ``NoValidHost``, which nova-api turns into an ERROR server. Members of an
+``affinity``/``anti-affinity`` group are scheduled one at a time per group (select and claim under
+one lock), so concurrent workers cannot both place a member against the policy; real Nova catches
+that race late, on the compute host (``_validate_instance_group_policy``), and reschedules.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from types import MappingProxyType
 from typing import Any
 
-from harness.db import Resources
+from harness.db import Resources, groups, image_cache, providers
 from harness.messaging.rpc import Method
-from harness.scheduling.base import Decision, HostState, RequestSpec, make_scheduler
+from harness.scheduling.base import Decision, HostState, RequestSpec, ServerGroup, make_scheduler
+from harness.scheduling.hosts import HostTable
 from harness.services.base import CloudContext, Service
 from harness.steps import Step
 from harness.telemetry import mark_error, step_span
 
 CLAIM_ROUNDS = 3
+CONFLICT_RETRIES = 10
+HARD_POLICIES = ("affinity", "anti-affinity")
 
 
 class NoValidHost(Exception):
@@ -26,12 +39,13 @@ class NoValidHost(Exception):
         super().__init__(f"No valid host was found. {reason}")
 
 
-def request_spec(spec: dict[str, Any], *, ignore_hosts: list[str] | None = None) -> RequestSpec:
+def request_spec(spec: dict[str, Any], *, num_alternates: int = 2, group: ServerGroup | None = None,
+                 ignore_hosts: list[str] | None = None) -> RequestSpec:
     return RequestSpec(
         instance_uuid=spec["instance_uuid"], vcpus=spec["vcpus"], memory_mb=spec["memory_mb"],
         disk_gb=spec["disk_gb"], availability_zone=spec.get("availability_zone"),
         image_id=spec.get("image_id"), image_arch=spec.get("image_arch"),
-        ignore_hosts=frozenset(ignore_hosts or ()),
+        ignore_hosts=frozenset(ignore_hosts or ()), num_alternates=num_alternates, group=group,
     )
 
 
@@ -46,6 +60,7 @@ class NovaScheduler(Service):
         self.algorithm = make_scheduler(
             self.settings.scheduler, seed=self.settings.seed, options=self.settings.scheduler_options
         )
+        self._group_locks: dict[str, asyncio.Lock] = {}
         self.compute = self.rpc_client("nova")
         self.rpc_server(
             "nova", "scheduler",
@@ -54,67 +69,123 @@ class NovaScheduler(Service):
         )
 
     async def select_destinations(self, spec: dict[str, Any]) -> dict[str, Any]:
-        req = request_spec(spec)
-        chosen: HostState | None = None
-        decision: Decision | None = None
-        for round_no in range(1, CLAIM_ROUNDS + 1):
-            decision = await self._select(req, round_no)
-            if not decision.candidates:
-                raise NoValidHost()
-            chosen = await self._claim(req, decision)
-            if chosen is not None:
-                break
-        if chosen is None or decision is None:
-            raise NoValidHost("Every candidate host was claimed by a concurrent request.")
+        group_uuid = spec.get("group")
+        group_row = await groups.get_group(self.db, group_uuid) if group_uuid else None
+        lock: Any = contextlib.nullcontext()
+        if group_row is not None and group_row["policy"] in HARD_POLICIES:
+            lock = self._group_locks.setdefault(group_row["uuid"], asyncio.Lock())
+        async with lock:
+            chosen, decision, rounds, conflicts = await self._schedule(spec, group_row)
         alternates = [h.host for h in decision.candidates if h.host != chosen.host]
         await self.compute.cast(
             f"compute.{chosen.host}", "build_and_run_instance",
-            {"instance_uuid": req.instance_uuid, "spec": spec, "alternates": alternates, "attempt": 1},
+            {"instance_uuid": spec["instance_uuid"], "spec": spec, "alternates": alternates, "attempt": 1},
             step=Step.SCHEDULER_CAST_BUILD,
         )
-        return {"host": chosen.host, "alternates": alternates}
+        return {"host": chosen.host, "alternates": alternates, "rounds": rounds, "conflicts": conflicts}
 
-    async def _select(self, req: RequestSpec, round_no: int) -> Decision:
-        """Step 10: read the compute nodes and run the algorithm over them."""
+    async def _schedule(self, spec: dict[str, Any], group_row: dict[str, Any] | None
+                        ) -> tuple[HostState, Decision, int, int]:
+        conflicts = 0
+        for round_no in range(1, CLAIM_ROUNDS + 1):
+            req, decision = await self._select(spec, group_row, round_no)
+            if not decision.candidates:
+                raise NoValidHost()
+            chosen, lost = await self._claim(req, decision)
+            conflicts += lost
+            if chosen is not None:
+                return chosen, decision, round_no, conflicts
+        raise NoValidHost("Every candidate host was claimed by a concurrent request.")
+
+    async def _read_state(self, spec: dict[str, Any], group_row: dict[str, Any] | None
+                          ) -> tuple[HostTable, ServerGroup | None]:
+        """The compute nodes, who caches the image and where the group's members are."""
+        image_id = spec.get("image_id")
+
+        async def nodes() -> list[dict[str, Any]]:
+            async with self.db.span(self.tracer, "SELECT", "compute_nodes"):
+                return await self.db.list_compute_nodes()
+
+        async def cached() -> list[str]:
+            if not image_id:
+                return []
+            async with self.db.span(self.tracer, "SELECT", "compute_image_cache"):
+                return await image_cache.hosts_with(self.db, image_id)
+
+        async def members() -> dict[str, int]:
+            if group_row is None:
+                return {}
+            async with self.db.span(self.tracer, "SELECT", "instance_group_members"):
+                return await groups.member_hosts(self.db, group_row["uuid"], exclude=spec["instance_uuid"])
+
+        rows, holders, per_host = await asyncio.gather(nodes(), cached(), members())
+        table = HostTable.from_rows(rows, images={image_id: holders} if image_id else None)
+        group = None
+        if group_row is not None:
+            group = ServerGroup(uuid=group_row["uuid"], policy=group_row["policy"],
+                                member_hosts=MappingProxyType(per_host),
+                                max_server_per_host=int((group_row["rules"] or {}).get("max_server_per_host", 1)))
+        return table, group
+
+    async def _select(self, spec: dict[str, Any], group_row: dict[str, Any] | None, round_no: int
+                      ) -> tuple[RequestSpec, Decision]:
+        """Step 10: read the hosts' state and run the algorithm over it."""
         with step_span(self.tracer, Step.SCHEDULER_SELECT_HOST, attributes={
             "openstack.scheduler.algorithm": self.algorithm.name,
             "openstack.scheduler.round": round_no,
-            "openstack.instance.id": req.instance_uuid,
+            "openstack.instance.id": spec["instance_uuid"],
         }) as span:
             await self.latency.delay(Step.SCHEDULER_SELECT_HOST)
-            async with self.db.span(self.tracer, "SELECT", "compute_nodes"):
-                hosts = [HostState.from_row(r) for r in await self.db.list_compute_nodes()]
-            scan_ms = self.latency.cost("scheduler_ms_per_host") * len(hosts)
+            table, group = await self._read_state(spec, group_row)
+            req = request_spec(spec, num_alternates=self.settings.max_attempts - 1, group=group)
+            scan_ms = self.latency.cost("scheduler_ms_per_host") * len(table)
             if scan_ms > 0:
                 await self.latency.sleep_ms(scan_ms)
             t0 = time.perf_counter()
-            decision = self.algorithm.select(hosts, req)
+            decision = self.algorithm.select(table, req)
             span.set_attributes({
                 "openstack.scheduler.algorithm_ms": (time.perf_counter() - t0) * 1000,
                 "openstack.scheduler.hosts_considered": decision.considered,
-                "openstack.scheduler.hosts_passed": len(decision.candidates),
+                "openstack.scheduler.hosts_passed": decision.passed,
                 "openstack.scheduler.filters": [f"{n}={c}" for n, c in decision.filter_counts],
+                "openstack.scheduler.candidates": [h.host for h in decision.candidates],
             })
+            if group is not None:
+                span.set_attributes({"openstack.server_group.id": group.uuid,
+                                     "openstack.server_group.policy": group.policy})
             if decision.chosen is not None:
-                span.set_attribute("openstack.scheduler.chosen_host", decision.chosen.host)
-                weight = decision.weights.get(decision.chosen.host)
+                chosen = decision.chosen
+                span.set_attributes({
+                    "openstack.scheduler.chosen_host": chosen.host,
+                    "openstack.scheduler.image_cached": bool(req.image_id) and req.image_id in chosen.cached_images,
+                })
+                weight = decision.weights.get(chosen.host)
                 if weight is not None:
                     span.set_attribute("openstack.scheduler.chosen_weight", weight)
             else:
                 mark_error(span, "No valid host was found", event="scheduler.no_valid_host")
-            return decision
+            return req, decision
 
-    async def _claim(self, req: RequestSpec, decision: Decision) -> HostState | None:
-        """Step 11: claim the first candidate whose generation is unchanged; write its host."""
+    async def _claim(self, req: RequestSpec, decision: Decision) -> tuple[HostState | None, int]:
+        """Step 11: claim a candidate with a generation check; on a conflict re-read that host and
+        retry while it still fits (as placement does), else try the next candidate."""
         res = Resources(req.vcpus, req.memory_mb, req.disk_gb)
+        conflicts = 0
         async with self.db.span(self.tracer, "UPDATE", "compute_nodes",
                                 step=Step.SCHEDULER_CLAIM_HOST, latency=self.latency) as span:
-            for lost, cand in enumerate(decision.candidates):
-                if await self.db.claim(req.instance_uuid, cand.host, cand.generation, res,
-                                       az=cand.availability_zone):
-                    span.set_attributes({"openstack.scheduler.claimed_host": cand.host,
-                                         "openstack.scheduler.claim_conflicts": lost})
-                    return cand
-                span.add_event("claim.conflict", {"host": cand.host, "generation": cand.generation})
-            span.set_attribute("openstack.scheduler.claim_conflicts", len(decision.candidates))
-            return None
+            for cand in decision.candidates:
+                node: HostState | None = cand
+                for _ in range(CONFLICT_RETRIES):
+                    if node is None or not node.fits(res):
+                        break
+                    if await self.db.claim(req.instance_uuid, node.host, node.generation, res,
+                                           az=node.availability_zone):
+                        span.set_attributes({"openstack.scheduler.claimed_host": node.host,
+                                             "openstack.scheduler.claim_conflicts": conflicts})
+                        return node, conflicts
+                    conflicts += 1
+                    span.add_event("claim.conflict", {"host": node.host, "generation": node.generation})
+                    row = await providers.get_node(self.db, node.host)
+                    node = HostState.from_row(row) if row else None
+            span.set_attribute("openstack.scheduler.claim_conflicts", conflicts)
+            return None, conflicts
