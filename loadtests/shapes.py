@@ -1,0 +1,73 @@
+"""The load shapes, chosen with ``--load-shape`` (a Locust option, so also a field of the web UI).
+
+=========  ==================================================================================
+closed     ``-u`` users, each booting back to back (``--think-time`` apart): Locust's default.
+open       boots arrive as a Poisson process at ``--arrival-rate`` (see :mod:`loadtests.arrivals`);
+           ``-u`` users serve them, so ``-u`` bounds the boots in flight.
+step       ``--step-users`` more users every ``--step-time`` seconds, up to ``-u``.
+spike      ``-u`` users, plus ``--spike-users`` from ``--spike-at`` for ``--spike-duration`` seconds.
+=========  ==================================================================================
+
+One :class:`HarnessShape` serves them all: Locust uses the first shape class of a locustfile, so
+the choice is an option the shape reads at every tick (a change in the web UI takes effect at the
+next start). ``use_common_options`` keeps ``-u``, ``-r`` and ``-t`` (and their web UI fields) working.
+The user count as a function of time is :func:`target_users`, a pure function the tests check.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from locust import LoadTestShape
+
+from loadtests.load_options import LoadOptions
+
+log = logging.getLogger(__name__)
+
+#: Attribute of Locust's parsed options carrying the shape's current user total. Locust sends a
+#: master's custom options to its workers with every spawn message, so this is how a worker's
+#: open-loop user learns its share of the arrival rate (a worker only knows its own users).
+USERS_TOTAL_ATTR = "harness_users_total"
+
+
+def target_users(options: LoadOptions, users: int, elapsed: float) -> int:
+    """How many users the shape wants ``elapsed`` seconds into the run (``users`` is ``-u``)."""
+    if options.load_shape == "step":
+        steps = 1 + math.floor(elapsed / options.step_time)
+        return min(users, options.step_users * steps)
+    if options.load_shape == "spike":
+        in_spike = options.spike_at <= elapsed < options.spike_at + options.spike_duration
+        return users + (options.spike_users if in_spike else 0)
+    return users  # closed and open: constant
+
+
+def spawn_rate_for(options: LoadOptions, spawn_rate: float) -> float:
+    """A spike arrives at once (within a second), whatever ``-r`` says; the others ramp at ``-r``."""
+    if options.load_shape == "spike":
+        return max(spawn_rate, float(options.spike_users), 1.0)
+    return spawn_rate
+
+
+class HarnessShape(LoadTestShape):
+    """closed / open / step / spike, per ``--load-shape``; stops after ``-t`` when it is given."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | None:
+        assert self.runner is not None
+        parsed: Any = self.runner.environment.parsed_options
+        try:
+            options = LoadOptions.from_parsed(parsed)
+        except ValueError as exc:
+            log.error("bad load option, stopping: %s", exc)
+            return None
+        elapsed = self.get_run_time()
+        if parsed.run_time and elapsed >= parsed.run_time:
+            return None
+        users = int(parsed.num_users or 1)
+        spawn_rate = float(parsed.spawn_rate or users)
+        target = target_users(options, users, elapsed)
+        setattr(parsed, USERS_TOTAL_ATTR, target)
+        return target, spawn_rate_for(options, spawn_rate)
