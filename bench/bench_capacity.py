@@ -1,0 +1,125 @@
+"""Capacity of the embedded cloud: boots per second to ACTIVE and CPU per boot.
+
+The cloud runs as its own process (``harness up``, profile ``zero`` by default, so every span's
+duration is the harness's own work); this process drives it with N boots, C in flight, polling
+``GET /servers/{id}`` until ACTIVE. CPU per boot is the cloud process's user+system time over the
+run (from /proc), divided by the boots: the load generator's CPU is not counted.
+
+    python bench/bench_capacity.py --boots 400 --concurrency 32
+    python bench/bench_capacity.py --no-tracing        # the same without spans (overhead check)
+
+Prints a human summary and one JSON line (for bench/RESULTS.md and scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import aio  # noqa: E402
+from harness.client import OpenStackClient  # noqa: E402
+from harness.loadgen import BootOptions, Booter, fixed_count, percentile  # noqa: E402
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool) -> tuple[subprocess.Popen, str]:
+    keys = ["KEYSTONE", "NOVA", "GLANCE", "NEUTRON", "CINDER"]
+    ports = dict(zip(keys, _free_ports(5)))
+    env = {**os.environ, **{f"HARNESS_PORTS__{k}": str(v) for k, v in ports.items()},
+           "HARNESS_TRACING": "true" if tracing else "false"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    cmd = [sys.executable, "-m", "harness.cli", "up", "--profile", profile, "--hosts", str(hosts),
+           "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    auth_url = f"http://127.0.0.1:{ports['KEYSTONE']}/v3"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"cloud exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", ports["CINDER"]), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    time.sleep(0.5)  # the last services and the service tokens
+    return proc, auth_url
+
+
+async def drive(auth_url: str, *, boots: int, concurrency: int, poll: float, pid: int) -> dict:
+    from opentelemetry import trace
+
+    async with OpenStackClient(auth_url) as client:
+        await client.authenticate()
+        image = next(i["id"] for i in await client.images() if i["name"].startswith("cirros"))
+        booter = Booter(client, trace.NoOpTracer(), image, BootOptions(delete=False, poll_interval=poll))
+        # warm-up: connections, caches, first-request imports
+        await fixed_count(booter, count=min(20, boots), concurrency=min(concurrency, 20))
+        cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+        results = await fixed_count(booter, count=boots, concurrency=concurrency)
+        wall, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+    active = [r for r in results if r.status == "ACTIVE"]
+    lat = [r.active_s for r in active if r.active_s is not None]
+    return {
+        "boots": boots, "active": len(active), "concurrency": concurrency, "poll_s": poll,
+        "wall_s": round(wall, 3), "boots_per_s": round(len(active) / wall, 2),
+        "cloud_cpu_s": round(cpu, 3), "cpu_ms_per_boot": round(1000 * cpu / max(1, len(active)), 2),
+        "cloud_cpu_util": round(cpu / wall, 3),
+        "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--boots", type=int, default=400)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--hosts", type=int, default=64)
+    ap.add_argument("--profile", default="zero")
+    ap.add_argument("--poll", type=float, default=0.05, help="client poll interval, s")
+    ap.add_argument("--no-tracing", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, auth_url = start_cloud(Path(tmp), profile=args.profile, hosts=args.hosts, tracing=not args.no_tracing)
+        try:
+            res = aio.run(drive(auth_url, boots=args.boots, concurrency=args.concurrency, poll=args.poll, pid=proc.pid))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+    res.update(profile=args.profile, tracing=not args.no_tracing, hosts=args.hosts,
+               machine=f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(f"{res['active']}/{res['boots']} ACTIVE in {res['wall_s']} s: {res['boots_per_s']} boots/s to ACTIVE, "
+          f"{res['cpu_ms_per_boot']} ms cloud CPU per boot (cloud at {res['cloud_cpu_util'] * 100:.0f}% of a core), "
+          f"p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms  [profile {args.profile}, tracing "
+          f"{'on' if res['tracing'] else 'off'}]")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
