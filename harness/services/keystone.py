@@ -4,6 +4,11 @@ Steps 1-2 (a user authenticates) and 5 (Keystone validates the token nova-api pa
 opaque random strings kept in memory with their scope and expiry; passwords are stored as bcrypt
 hashes (Keystone's default hasher) with a low cost factor so token issue stays cheap under load
 (``password_hash_rounds``, as in keystone.conf).
+
+Besides issuing tokens (:mod:`keystone_auth` reads the request) it answers what keystoneauth and
+openstacksdk ask: ``HEAD``/``GET``/``DELETE /v3/auth/tokens`` (allowed to services, admins and the
+token's own user), ``/v3/auth/catalog``, ``/v3/auth/projects``, a user's projects, and the version
+documents at ``/`` (300 Multiple Choices) and ``/v3``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from starlette.routing import Route
 
 from harness.services.base import CloudContext, HttpService
 from harness.services.http import ApiError, handler, json_body, keystone_error, make_app
+from harness.services.keystone_auth import DEFAULT_DOMAIN, UNAUTHORIZED, resolve
 from harness.steps import Step
 from harness.telemetry import caller_step, step_attributes, step_span
 
@@ -40,6 +46,10 @@ CATALOG_SERVICES = [
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _links(request: Request) -> dict[str, Any]:
+    return {"self": str(request.url), "previous": None, "next": None}
 
 
 def _stable_id(kind: str, name: str) -> str:
@@ -62,6 +72,7 @@ class Token:
     issued_at: float
     expires_at: float
     audit_id: str
+    methods: tuple[str, ...] = ("password",)
 
 
 class Keystone(HttpService):
@@ -90,6 +101,24 @@ class Keystone(HttpService):
     def project_id(self, name: str) -> str:
         return _stable_id("project", name)
 
+    # -- the Directory the auth resolver reads ----------------------------------------------------
+    def user_by_id(self, user_id: str) -> User | None:
+        return self.users_by_id.get(user_id)
+
+    def user_by_name(self, name: str) -> User | None:
+        return self.users.get(name)
+
+    def project_by_id(self, project_id: str) -> tuple[str, str] | None:
+        name = self.projects.get(project_id)
+        return (project_id, name) if name is not None else None
+
+    def project_by_name(self, name: str) -> tuple[str, str] | None:
+        return self.project_by_id(self.project_id(name))
+
+    def token_user(self, token_id: str) -> User | None:
+        token = self._lookup(token_id)
+        return token.user if token is not None else None
+
     # -- catalog ------------------------------------------------------------------------------
     def catalog(self, project_id: str) -> list[dict[str, Any]]:
         region = self.settings.region
@@ -111,9 +140,9 @@ class Keystone(HttpService):
     # -- tokens -------------------------------------------------------------------------------
     def _token_body(self, token: Token, *, with_catalog: bool = True) -> dict[str, Any]:
         user = token.user
-        domain = {"id": "default", "name": "Default"}
+        domain = dict(DEFAULT_DOMAIN)
         body: dict[str, Any] = {
-            "methods": ["password"],
+            "methods": list(token.methods),
             "user": {"domain": domain, "id": user.id, "name": user.name, "password_expires_at": None},
             "audit_ids": [token.audit_id],
             "expires_at": _iso(token.expires_at),
@@ -142,38 +171,16 @@ class Keystone(HttpService):
     def _caller(self, request: Request) -> Token:
         token = self._lookup(request.headers.get("x-auth-token"))
         if token is None:
-            raise ApiError(401, "The request you have made requires authentication.")
+            raise ApiError(401, UNAUTHORIZED)
         return token
 
-    def issue(self, user: User, project_id: str) -> tuple[str, Token]:
+    def issue(self, user: User, project_id: str, methods: tuple[str, ...] = ("password",)) -> tuple[str, Token]:
         now = time.time()
         token_id = secrets.token_urlsafe(32)
-        token = Token(user, project_id, now, now + self.settings.token_ttl, secrets.token_urlsafe(16))
+        token = Token(user, project_id, now, now + self.settings.token_ttl, secrets.token_urlsafe(16),
+                      methods)
         self.tokens[token_id] = token
         return token_id, token
-
-    def _authenticate(self, body: dict[str, Any]) -> tuple[User, str]:
-        try:
-            ident = body["auth"]["identity"]
-            if "password" not in ident.get("methods", []):
-                raise ApiError(400, "Expecting to find password in identity methods.")
-            u = ident["password"]["user"]
-            password = u["password"]
-        except (KeyError, TypeError):
-            raise ApiError(400, "Expecting to find identity.password.user in auth.") from None
-        if not isinstance(password, str):
-            raise ApiError(400, "Invalid input for field 'password': not a string.")
-        user = self.users.get(u.get("name", "")) if "name" in u else self.users_by_id.get(u.get("id", ""))
-        if user is None or not bcrypt.checkpw(password.encode(), user.password_hash):
-            raise ApiError(401, "The request you have made requires authentication.")
-        scope = body["auth"].get("scope") or {}
-        project = scope.get("project") if isinstance(scope, dict) else None
-        if project is None:
-            return user, user.project_id
-        pid = project.get("id") or (self.project_id(project["name"]) if "name" in project else None)
-        if pid != user.project_id:
-            raise ApiError(401, "User has no access to the requested project.")
-        return user, pid
 
     # -- endpoints ----------------------------------------------------------------------------
     async def issue_token(self, request: Request):
@@ -182,16 +189,16 @@ class Keystone(HttpService):
         # in steps 20, 23, 26, the validators' service tokens) are not those steps.
         if self._is_service_user(body):
             with self.tracer.start_as_current_span("keystone.issue_token"):
-                user, project_id = self._authenticate(body)
-                token_id, token = self.issue(user, project_id)
+                found = resolve(self, body)
+                token_id, token = self.issue(found.user, found.project_id, found.methods)
             return self._token_body(token), 201, {"X-Subject-Token": token_id}
         trace.get_current_span().set_attributes(step_attributes(Step.AUTH_REQUEST))
         await self.latency.delay(Step.AUTH_REQUEST)
         with step_span(self.tracer, Step.AUTH_ISSUE_TOKEN) as issue_span:
             await self.latency.delay(Step.AUTH_ISSUE_TOKEN)
-            user, project_id = self._authenticate(body)
-            token_id, token = self.issue(user, project_id)
-            issue_span.set_attribute("enduser.id", user.id)
+            found = resolve(self, body)
+            token_id, token = self.issue(found.user, found.project_id, found.methods)
+            issue_span.set_attribute("enduser.id", found.user.id)
         return self._token_body(token), 201, {"X-Subject-Token": token_id}
 
     def _is_service_user(self, body: dict[str, Any]) -> bool:
@@ -202,9 +209,19 @@ class Keystone(HttpService):
             return False
         return user is not None and user.role == "service"
 
+    def _subject(self, request: Request, caller: Token, action: str) -> tuple[str, Token | None]:
+        """The ``X-Subject-Token`` and its token, if the caller may see it (Keystone's policy:
+        a service or an admin, or the token's own user, ``rule:token_subject``)."""
+        subject_id = request.headers.get("x-subject-token", "")
+        subject = self._lookup(subject_id)
+        if subject is not None and caller.user.role not in ("admin", "service") \
+                and subject.user.id != caller.user.id:
+            raise ApiError(403, f"You are not authorized to perform the requested action: identity:{action}.")
+        return subject_id, subject
+
     async def validate_token(self, request: Request):
         caller = self._caller(request)
-        subject = self._lookup(request.headers.get("x-subject-token"))
+        subject_id, subject = self._subject(request, caller, "validate_token")
         # Step 5 is Keystone validating the token nova-api passed on; validations asked by the
         # other services (21, 24, 27) are steps of theirs, done here without a step number.
         step = Step.KEYSTONE_VALIDATE_TOKEN if caller_step() == Step.API_VALIDATE_TOKEN else None
@@ -212,40 +229,75 @@ class Keystone(HttpService):
             with step_span(self.tracer, step):
                 await self.latency.delay(step)
                 if subject is None:
-                    raise ApiError(404, "Could not find token.")
+                    raise ApiError(404, f"Could not find token: {subject_id}.")
         elif subject is None:
-            raise ApiError(404, "Could not find token.")
+            raise ApiError(404, f"Could not find token: {subject_id}.")
+        headers = {"X-Subject-Token": subject_id}
         if request.method == "HEAD":
-            return None, 200
+            return None, 200, headers
         nocatalog = "nocatalog" in request.query_params
-        return self._token_body(subject, with_catalog=not nocatalog), 200, {
-            "X-Subject-Token": request.headers["x-subject-token"]
-        }
+        return self._token_body(subject, with_catalog=not nocatalog), 200, headers
 
     async def revoke_token(self, request: Request):
-        self._caller(request)
-        subject = request.headers.get("x-subject-token")
-        if not subject or self.tokens.pop(subject, None) is None:
-            raise ApiError(404, "Could not find token.")
+        caller = self._caller(request)
+        subject_id, subject = self._subject(request, caller, "revoke_token")
+        if subject is None:
+            raise ApiError(404, f"Could not find token: {subject_id}.")
+        self.tokens.pop(subject_id, None)
         return None, 204
 
     async def get_catalog(self, request: Request):
         token = self._caller(request)
-        return {"catalog": self.catalog(token.project_id), "links": {"self": str(request.url)}}, 200
+        return {"catalog": self.catalog(token.project_id), "links": _links(request)}, 200
 
     async def auth_projects(self, request: Request):
         token = self._caller(request)
-        return {"projects": [self._project(token.project_id)], "links": {"self": str(request.url)}}, 200
+        return {"projects": [self._project(token.user.project_id)], "links": _links(request)}, 200
 
-    async def user_projects(self, request: Request):
-        token = self._caller(request)
+    async def auth_domains(self, request: Request):
+        self._caller(request)
+        return {"domains": [], "links": _links(request)}, 200  # no domain-scoped roles
+
+    async def auth_system(self, request: Request):
+        self._caller(request)
+        return {"system": [], "links": _links(request)}, 200  # no system-scoped roles
+
+    def _user_target(self, request: Request, token: Token, action: str) -> User:
         uid = request.path_params["user_id"]
         if uid != token.user.id and token.user.role != "admin":
-            raise ApiError(403, "You are not authorized to perform the requested action.")
+            raise ApiError(403, f"You are not authorized to perform the requested action: identity:{action}.")
         user = self.users_by_id.get(uid)
         if user is None:
             raise ApiError(404, f"Could not find user: {uid}.")
-        return {"projects": [self._project(user.project_id)], "links": {"self": str(request.url)}}, 200
+        return user
+
+    async def user_projects(self, request: Request):
+        user = self._user_target(request, self._caller(request), "list_user_projects")
+        return {"projects": [self._project(user.project_id)], "links": _links(request)}, 200
+
+    async def show_user(self, request: Request):
+        user = self._user_target(request, self._caller(request), "get_user")
+        return {"user": {"id": user.id, "name": user.name, "domain_id": "default", "enabled": True,
+                         "default_project_id": user.project_id, "password_expires_at": None,
+                         "options": {}, "links": {"self": f"{self.base_url}/v3/users/{user.id}"}}}, 200
+
+    async def show_project(self, request: Request):
+        token = self._caller(request)
+        pid = request.path_params["project_id"]
+        if pid != token.project_id and token.user.role != "admin":
+            raise ApiError(403, "You are not authorized to perform the requested action: identity:get_project.")
+        if pid not in self.projects:
+            raise ApiError(404, f"Could not find project: {pid}.")
+        return {"project": self._project(pid)}, 200
+
+    async def list_projects(self, request: Request):
+        token = self._caller(request)
+        if token.user.role != "admin":
+            raise ApiError(403, "You are not authorized to perform the requested action: identity:list_projects.")
+        projects = [self._project(pid) for pid in sorted(self.projects, key=self.projects.__getitem__)]
+        if "name" in request.query_params:
+            projects = [p for p in projects if p["name"] == request.query_params["name"]]
+        return {"projects": projects, "links": _links(request)}, 200
 
     def _project(self, pid: str) -> dict[str, Any]:
         return {"id": pid, "name": self.projects[pid], "domain_id": "default", "enabled": True,
@@ -276,6 +328,11 @@ class Keystone(HttpService):
             Route("/v3/auth/tokens", handler(self.revoke_token), methods=["DELETE"]),
             Route("/v3/auth/catalog", handler(self.get_catalog), methods=["GET"]),
             Route("/v3/auth/projects", handler(self.auth_projects), methods=["GET"]),
+            Route("/v3/auth/domains", handler(self.auth_domains), methods=["GET"]),
+            Route("/v3/auth/system", handler(self.auth_system), methods=["GET"]),
+            Route("/v3/users/{user_id}", handler(self.show_user), methods=["GET"]),
             Route("/v3/users/{user_id}/projects", handler(self.user_projects), methods=["GET"]),
+            Route("/v3/projects", handler(self.list_projects), methods=["GET"]),
+            Route("/v3/projects/{project_id}", handler(self.show_project), methods=["GET"]),
         ]
         return make_app(routes, render=keystone_error, tracer=self.tracer, port=self.port)

@@ -4,6 +4,11 @@ neutron-server answers REST; the plugin registers ports in Neutron's DB (here: i
 Neutron DB is not Nova's) and notifies the agent by an RPC cast on the ``neutron`` exchange; the
 agent wires the port (device-level action) and reports it up to the plugin, which marks the port
 ACTIVE. Fixed IPs come from the subnet's allocation pool.
+
+The REST surface is what clients read: networks and subnets (list with filters and ``limit``/
+``marker`` paging, show), ports (create, list, show, update, delete), ``/v2.0/extensions`` and
+the version documents, with Neutron's error body (``{"NeutronError": {"type", "message",
+"detail"}}``) and its 404 types (``NetworkNotFound``, ``SubnetNotFound``, ``PortNotFound``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import ipaddress
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -23,6 +29,15 @@ from harness.services.rest import AuthContext
 from harness.steps import Step
 from harness.telemetry import caller_step, step_span
 
+#: The API extensions the mock implements (alias, name), as ``GET /v2.0/extensions`` lists them.
+EXTENSIONS = [
+    ("binding", "Port Binding"), ("port-security", "Port Security"), ("project-id", "project_id field enabled"),
+    ("network-mtu", "Network MTU"), ("external-net", "Neutron external network"),
+    ("network_availability_zone", "Network Availability Zone"), ("standard-attr-description", "standard-attr-description"),
+    ("standard-attr-revisions", "Resource revision numbers"), ("pagination", "Pagination support"),
+    ("sorting", "Sorting support"),
+]
+
 AGENT_TOPIC = "q-agent-notifier"
 PLUGIN_TOPIC = "q-plugin"
 
@@ -32,11 +47,65 @@ def _stable(name: str) -> str:
 
 
 def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        uuid.UUID(str(value))
+        uuid.UUID(value)
     except ValueError:
         return False
     return True
+
+
+#: Attributes a port create may name (others: 400 Unrecognized attribute, as Neutron answers).
+PORT_CREATE_ATTRS = frozenset({
+    "network_id", "name", "description", "device_id", "device_owner", "binding:host_id",
+    "binding:vnic_type", "binding:profile", "admin_state_up", "project_id", "tenant_id", "fixed_ips",
+    "security_groups", "mac_address", "port_security_enabled", "allowed_address_pairs", "extra_dhcp_opts",
+})
+#: Attributes a port update may change (the rest are read-only or not modelled).
+PORT_UPDATABLE = ("name", "description", "device_id", "device_owner", "binding:host_id", "admin_state_up")
+
+
+def _page(request: Request, items: list[dict[str, Any]], collection: str, base: str) -> dict[str, Any]:
+    """Neutron's native pagination: ``limit``/``marker`` and a ``<collection>_links`` next link."""
+    q = request.query_params
+    if "marker" in q:
+        ids = [i["id"] for i in items]
+        if q["marker"] not in ids:
+            raise ApiError(404, f"Marker {q['marker']} could not be found.", kind="HTTPNotFound")
+        items = items[ids.index(q["marker"]) + 1:]
+    body: dict[str, Any] = {collection: items}
+    if "limit" in q:
+        try:
+            limit = int(q["limit"])
+            if limit < 0:
+                raise ValueError
+        except ValueError:
+            raise ApiError(400, f"Invalid input for limit. Reason: '{q['limit']}' should be an integer "
+                                "which is greater than or equal to 0.") from None
+        if limit:
+            body[collection] = items[:limit]
+            if len(items) > limit:
+                params = [(k, v) for k, v in q.multi_items() if k not in ("marker", "limit")]
+                params += [("limit", str(limit)), ("marker", items[limit - 1]["id"])]
+                body[f"{collection}_links"] = [{"rel": "next", "href": f"{base}/v2.0/{collection}?{urlencode(params)}"}]
+    return body
+
+
+def _filter(request: Request, items: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Equality filters on the query string (several values of one key: any of them)."""
+    q = request.query_params
+    for key in keys:
+        wanted = set(q.getlist(key))
+        if wanted:
+            items = [i for i in items if _matches(i.get(key), wanted)]
+    return items
+
+
+def _matches(value: Any, wanted: set[str]) -> bool:
+    if isinstance(value, bool):  # booleans filter as true/false, any case (Neutron converts them)
+        return str(value).lower() in {w.lower() for w in wanted}
+    return str(value) in wanted
 
 
 class NeutronPlugin:
@@ -77,8 +146,19 @@ class NeutronPlugin:
 
     def create_port(self, body: dict[str, Any], auth: AuthContext) -> dict[str, Any]:
         net_id = body.get("network_id")
-        if not isinstance(net_id, str) or not net_id:
+        if net_id is None:
             raise ApiError(400, "Failed to parse request. Required attribute 'network_id' not specified")
+        unknown = sorted(set(body) - PORT_CREATE_ATTRS)
+        if unknown:
+            raise ApiError(400, f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+        if not _is_uuid(net_id):
+            raise ApiError(400, f"Invalid input for network_id. Reason: '{net_id}' is not a valid UUID.")
+        for key in ("name", "device_id", "device_owner", "binding:host_id", "description"):
+            if key in body and not isinstance(body[key], str):
+                raise ApiError(400, f"Invalid input for {key}. Reason: '{body[key]}' is not a valid string.")
+        if "admin_state_up" in body and not isinstance(body["admin_state_up"], bool):
+            raise ApiError(400, f"Invalid input for admin_state_up. Reason: '{body['admin_state_up']}' "
+                                "cannot be converted to boolean.")
         if net_id not in self.networks:
             raise ApiError(404, f"Network {net_id} could not be found.", kind="NetworkNotFound")
         project = body.get("project_id") or body.get("tenant_id") or auth.project_id
@@ -93,7 +173,8 @@ class NeutronPlugin:
             "fixed_ips": [{"subnet_id": self.subnet_id, "ip_address": ip}],
             "binding:host_id": str(body.get("binding:host_id", "")), "binding:vif_type": "ovs",
             "security_groups": [], "allowed_address_pairs": [], "extra_dhcp_opts": [],
-            "description": "", "tags": [], "created_at": now, "updated_at": now,
+            "description": str(body.get("description", "")), "tags": [], "created_at": now,
+            "updated_at": now, "revision_number": 1,
         }
         self.ports[port_id] = port
         return port
@@ -172,37 +253,54 @@ class Neutron(HttpService):
 
     async def list_ports(self, request: Request):
         auth = await self._auth(request)
-        q = request.query_params
         ports = [p for p in self.plugin.ports.values() if self._visible(auth, p)]
-        for key in ("device_id", "network_id", "id", "name", "status"):
-            if key in q:
-                ports = [p for p in ports if p.get(key) == q[key]]
-        return {"ports": ports}, 200
+        ports = _filter(request, ports, ("device_id", "device_owner", "network_id", "id", "name",
+                                         "status", "mac_address", "project_id", "tenant_id"))
+        return _page(request, ports, "ports", self.base_url), 200
+
+    def _port(self, auth: AuthContext, port_id: str) -> dict[str, Any]:
+        port = self.plugin.ports.get(port_id)
+        if port is None or not self._visible(auth, port):
+            raise ApiError(404, f"Port {port_id} could not be found.", kind="PortNotFound")
+        return port
 
     async def show_port(self, request: Request):
         auth = await self._auth(request)
-        port = self.plugin.ports.get(request.path_params["port_id"])
-        if port is None or not self._visible(auth, port):
-            raise ApiError(404, f"Port {request.path_params['port_id']} could not be found.", kind="PortNotFound")
+        return {"port": self._port(auth, request.path_params["port_id"])}, 200
+
+    async def update_port(self, request: Request):
+        auth = await self._auth(request)
+        port = self._port(auth, request.path_params["port_id"])
+        body = await json_body(request)
+        req = body.get("port")
+        if not isinstance(req, dict):
+            raise ApiError(400, "Resource body required")
+        for key, value in req.items():
+            if key not in PORT_UPDATABLE:
+                raise ApiError(400, f"Cannot update read-only attribute {key}" if key in port
+                               else f"Unrecognized attribute(s) '{key}'")
+            if key == "admin_state_up" and not isinstance(value, bool):
+                raise ApiError(400, f"Invalid input for admin_state_up. Reason: '{value}' cannot be "
+                                    "converted to boolean.")
+            if key != "admin_state_up" and not isinstance(value, str):
+                raise ApiError(400, f"Invalid input for {key}. Reason: '{value}' is not a valid string.")
+        port.update(req)
+        port["revision_number"] = port.get("revision_number", 1) + 1
+        port["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return {"port": port}, 200
 
     async def delete_port(self, request: Request):
         auth = await self._auth(request)
-        port_id = request.path_params["port_id"]
-        port = self.plugin.ports.get(port_id)
-        if port is None or not self._visible(auth, port):
-            raise ApiError(404, f"Port {port_id} could not be found.", kind="PortNotFound")
-        self.plugin.delete_port(port_id)
+        port = self._port(auth, request.path_params["port_id"])
+        self.plugin.delete_port(port["id"])
         return None, 204
 
     async def list_networks(self, request: Request):
         auth = await self._auth(request)
         nets = [n for n in self.plugin.networks.values() if self._visible(auth, n)]
-        q = request.query_params
-        for key in ("id", "name"):
-            if key in q:
-                nets = [n for n in nets if n.get(key) == q[key]]
-        return {"networks": nets}, 200
+        nets = _filter(request, nets, ("id", "name", "status", "shared", "router:external",
+                                       "project_id", "tenant_id", "is_default"))
+        return _page(request, nets, "networks", self.base_url), 200
 
     async def show_network(self, request: Request):
         await self._auth(request)
@@ -214,7 +312,24 @@ class Neutron(HttpService):
 
     async def list_subnets(self, request: Request):
         await self._auth(request)
-        return {"subnets": list(self.plugin.subnets.values())}, 200
+        subnets = _filter(request, list(self.plugin.subnets.values()),
+                          ("id", "name", "network_id", "cidr", "ip_version", "enable_dhcp"))
+        return _page(request, subnets, "subnets", self.base_url), 200
+
+    async def show_subnet(self, request: Request):
+        await self._auth(request)
+        subnet_id = request.path_params["subnet_id"]
+        subnet = self.plugin.subnets.get(subnet_id)
+        if subnet is None:
+            raise ApiError(404, f"Subnet {subnet_id} could not be found.", kind="SubnetNotFound")
+        return {"subnet": subnet}, 200
+
+    async def extensions(self, request: Request):
+        await self._auth(request)
+        return {"extensions": [
+            {"alias": alias, "name": name, "description": name, "updated": "2013-01-01T00:00:00-00:00",
+             "links": []} for alias, name in EXTENSIONS
+        ]}, 200
 
     async def versions(self, request: Request):
         return {"versions": [{"id": "v2.0", "status": "CURRENT",
@@ -234,9 +349,12 @@ class Neutron(HttpService):
             Route("/v2.0/networks", handler(self.list_networks), methods=["GET"]),
             Route("/v2.0/networks/{network_id}", handler(self.show_network), methods=["GET"]),
             Route("/v2.0/subnets", handler(self.list_subnets), methods=["GET"]),
+            Route("/v2.0/subnets/{subnet_id}", handler(self.show_subnet), methods=["GET"]),
+            Route("/v2.0/extensions", handler(self.extensions), methods=["GET"]),
             Route("/v2.0/ports", handler(self.create_port), methods=["POST"]),
             Route("/v2.0/ports", handler(self.list_ports), methods=["GET"]),
             Route("/v2.0/ports/{port_id}", handler(self.show_port), methods=["GET"]),
+            Route("/v2.0/ports/{port_id}", handler(self.update_port), methods=["PUT"]),
             Route("/v2.0/ports/{port_id}", handler(self.delete_port), methods=["DELETE"]),
         ]
         return make_app(routes, render=neutron_error, tracer=self.tracer, port=self.port)
