@@ -56,10 +56,18 @@ def up(
     port_offset: Optional[int] = PortOffsetOpt,
     token_cache: Optional[bool] = typer.Option(None, "--token-cache/--no-token-cache",
                                                help="Cache token validations like keystonemiddleware."),
+    processes: bool = typer.Option(False, "--processes",
+                                   help="One process per service (needs a broker and a shared DB)."),
+    compute_processes: int = typer.Option(1, "--compute-processes", min=1,
+                                          help="With --processes: nova-compute processes sharing the hosts."),
 ) -> None:
     """Start the embedded cloud (every service, one process) until Ctrl-C or SIGTERM."""
     settings = _settings(config, profile, hosts, run_dir, scheduler, seed, bind, transport, db,
                          port_offset, token_cache=token_cache)
+    if processes:
+        from harness.cli.cmd_serve import run_processes
+
+        return run_processes(settings, compute_processes=compute_processes)
     try:
         aio.run(_up(settings))
     except CloudStartError as exc:
