@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -15,7 +15,7 @@ from harness import aio
 from harness.cli import app
 from harness.cli.common import (
     BindOpt, ConfigOpt, DbOpt, HostsOpt, PortOffsetOpt, ProfileOpt, RunDirOpt, SchedulerOpt,
-    SeedOpt, TransportOpt, build_settings, console, fail, out,
+    SchedulerOptOpt, SeedOpt, TransportOpt, build_settings, console, fail, out,
 )
 from harness.cloud import CloudStartError, EmbeddedCloud
 from harness.config import Settings
@@ -49,6 +49,7 @@ def up(
     hosts: Optional[int] = HostsOpt,
     run_dir: Optional[Path] = RunDirOpt,
     scheduler: Optional[str] = SchedulerOpt,
+    scheduler_opt: Optional[List[str]] = SchedulerOptOpt,
     seed: Optional[int] = SeedOpt,
     bind: Optional[str] = BindOpt,
     transport: Optional[str] = TransportOpt,
@@ -63,7 +64,8 @@ def up(
 ) -> None:
     """Start the embedded cloud (every service, one process) until Ctrl-C or SIGTERM."""
     settings = _settings(config, profile, hosts, run_dir, scheduler, seed, bind, transport, db,
-                         port_offset, token_cache=token_cache)
+                         port_offset, token_cache=token_cache,
+                         scheduler_opt=scheduler_opt)
     if processes:
         from harness.cli.cmd_serve import run_processes
 
@@ -123,13 +125,15 @@ def boot(
     hosts: Optional[int] = HostsOpt,
     run_dir: Optional[Path] = RunDirOpt,
     scheduler: Optional[str] = SchedulerOpt,
+    scheduler_opt: Optional[List[str]] = SchedulerOptOpt,
     seed: Optional[int] = SeedOpt,
     port_offset: Optional[int] = PortOffsetOpt,
 ) -> None:
     """Boot servers, wait for each to be ACTIVE or ERROR, and print where the time went."""
     from harness.loadgen import BootOptions, fixed_count, run_load
 
-    settings = _settings(config, profile, hosts, run_dir, scheduler, seed, None, None, None, port_offset)
+    settings = _settings(config, profile, hosts, run_dir, scheduler, seed, None, None, None, port_offset,
+                         scheduler_opt=scheduler_opt)
     opts = BootOptions(flavor=flavor, image=image, delete=not keep)
 
     async def shape(booter, tick):

@@ -19,6 +19,9 @@ ProfileOpt = typer.Option(None, "--profile", "-p", help="Latency profile: zero, 
 HostsOpt = typer.Option(None, "--hosts", "-n", help="Number of fake compute hosts (default 8).", min=1)
 RunDirOpt = typer.Option(None, "--run-dir", help="Where spans.jsonl and settings.json go.")
 SchedulerOpt = typer.Option(None, "--scheduler", "-s", help="Scheduling algorithm (see `harness schedulers`).")
+SchedulerOptOpt = typer.Option(
+    None, "--scheduler-opt", "-O", help="A scheduler option key=value (repeat; see `harness schedulers NAME`)."
+)
 SeedOpt = typer.Option(None, "--seed", help="Seed of every random generator.")
 BindOpt = typer.Option(None, "--bind", help="Address to listen on (default 127.0.0.1).")
 TransportOpt = typer.Option(None, "--transport", help="Messaging URL: memory:// or amqp://user:pass@host:port/.")
@@ -28,10 +31,27 @@ PortOffsetOpt = typer.Option(
 )
 
 
+def parse_scheduler_opts(pairs: Optional[list[str]]) -> dict[str, str]:
+    """``["ram_weight_multiplier=-1", ...]`` -> a dict (values stay text; each option parses its own)."""
+    opts: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--scheduler-opt {pair!r}: use key=value (see `harness schedulers NAME` for the keys)")
+        opts[key.strip()] = value.strip()
+    return opts
+
+
 def build_settings(
-    *, config: Optional[Path] = None, port_offset: Optional[int] = None, **flags: Any
+    *, config: Optional[Path] = None, port_offset: Optional[int] = None,
+    scheduler_opt: Optional[list[str]] = None, **flags: Any
 ) -> Settings:
-    """Settings from flags, env and file; a bad value ends the command with a clear message."""
+    """Settings from flags, env and file; a bad value ends the command with a clear message.
+
+    ``scheduler_opt`` (``--scheduler-opt key=value``) overrides single keys of the settings'
+    ``scheduler_options``; the algorithm and its options are checked here, before any cloud starts.
+    """
+    extra_opts = parse_scheduler_opts(scheduler_opt)
     try:
         settings = load_settings(config, **flags)
     except FileNotFoundError as exc:
@@ -46,6 +66,14 @@ def build_settings(
             k: v + port_offset for k, v in settings.ports.model_dump().items()
         })
         settings = settings.model_copy(update={"ports": ports})
+    if extra_opts:
+        settings = settings.model_copy(update={"scheduler_options": {**settings.scheduler_options, **extra_opts}})
+    from harness.scheduling import make_scheduler
+
+    try:
+        make_scheduler(settings.scheduler, seed=settings.seed, options=settings.scheduler_options)
+    except ValueError as exc:
+        fail(str(exc))
     return settings
 
 
