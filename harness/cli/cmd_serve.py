@@ -17,7 +17,7 @@ from harness import aio
 from harness.cli import app
 from harness.cli.common import (
     BindOpt, ConfigOpt, DbOpt, HostsOpt, PortOffsetOpt, ProfileOpt, RunDirOpt, SchedulerOpt,
-    SeedOpt, TransportOpt, build_settings, console, fail, out,
+    SchedulerOptOpt, SeedOpt, TransportOpt, build_settings, console, fail, out,
 )
 from harness.cloud import SERVICE_NAMES, CloudStartError
 from harness.config import Settings
@@ -54,6 +54,7 @@ def serve(
     hosts: Optional[int] = HostsOpt,
     run_dir: Optional[Path] = RunDirOpt,
     scheduler: Optional[str] = SchedulerOpt,
+    scheduler_opt: Optional[List[str]] = SchedulerOptOpt,
     seed: Optional[int] = SeedOpt,
     bind: Optional[str] = BindOpt,
     transport: Optional[str] = TransportOpt,
@@ -82,6 +83,7 @@ def serve(
         settings = build_settings(
             config=config, port_offset=port_offset, profile=profile, hosts=hosts, run_dir=run_dir,
             scheduler=scheduler, seed=seed, bind_host=bind, transport_url=transport, db_url=db,
+            scheduler_opt=scheduler_opt,
         )
     if settings.transport_url.startswith("memory://") and service != "keystone":
         fail(f"{service} in its own process needs a message broker: pass "
