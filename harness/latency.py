@@ -27,7 +27,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from opentelemetry import trace
+
 from harness.steps import CATALOGUE, Step
+
+MODELED_DELAY_ATTR = "openstack.boot.modeled_delay_ms"
 
 Sampler = Callable[[random.Random], float]
 
@@ -163,8 +167,10 @@ class LatencyModel:
         return self._samplers[step](self._rng)
 
     async def delay(self, step: Step) -> float:
-        """Sleep for the step's modeled delay; returns it in ms (recorded on the span)."""
+        """Sleep for the step's modeled delay, recorded on the current (the step's) span as
+        ``openstack.boot.modeled_delay_ms``, so real work = duration - modeled delay."""
         ms = self._samplers[step](self._rng)
+        trace.get_current_span().set_attribute(MODELED_DELAY_ATTR, ms)
         if ms > 0:
             await asyncio.sleep(ms / 1000.0)
         return ms
