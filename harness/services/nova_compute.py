@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from functools import partial
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from opentelemetry import trace
 
@@ -41,6 +41,8 @@ class FakeDriver:
     def __init__(self, host: str, tracer: trace.Tracer, latency: Any) -> None:
         self.host, self.tracer, self.latency = host, tracer, latency
         self.image_cache: set[str] = set()
+        #: called with an image id once this host has it cached (reports it to the scheduler's view)
+        self.on_cached: Callable[[str], Awaitable[None]] | None = None
         self._fetching: dict[str, asyncio.Future] = {}
         self.instances: set[str] = set()
 
@@ -71,6 +73,8 @@ class FakeDriver:
             }):
                 await self.latency.sleep_ms(seconds * 1000)
             self.image_cache.add(image_id)
+            if self.on_cached is not None:
+                await self.on_cached(image_id)
         finally:
             fut.set_result(None)
             self._fetching.pop(image_id, None)
@@ -124,6 +128,7 @@ class NovaCompute(Service):
         self.hosts: dict[str, FakeHost] = {}
         for name, group in hosts:
             host = FakeHost(name, group, self.settings, self.tracer, self.latency)
+            host.driver.on_cached = partial(self._report_cached, host.name)
             self.hosts[name] = host
             self.rpc_server("nova", f"compute.{name}", {
                 "build_and_run_instance": Method(partial(self.build_and_run_instance, host),
@@ -173,6 +178,14 @@ class NovaCompute(Service):
         finally:
             done.set()
             host.building.pop(instance_uuid, None)
+
+    async def _report_cached(self, host: str, image_id: str) -> None:
+        """Tell nova-conductor this host's image cache now holds ``image_id`` (a cast: the boot
+        does not wait for the DB write)."""
+        try:
+            await self.conductor.cast("conductor", "image_cached", {"host": host, "image_id": image_id})
+        except RpcError as exc:
+            trace.get_current_span().add_event("image_cached.unreported", {"reason": str(exc)})
 
     async def _service_token(self, for_step: Step | None = None) -> tuple[str, list[dict[str, Any]]]:
         """'nova-compute gets a token from Keystone' (steps 20, 23, 26), or reuses one."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.db import Resources
+from harness.db import Resources, image_cache
 from harness.messaging.rpc import Method
 from harness.scheduling.base import HostState
 from harness.services.base import CloudContext, Service
@@ -35,6 +35,7 @@ class NovaConductor(Service):
             "build_failed": Method(self.build_failed),
             "instance_destroy": Method(self.instance_destroy),
             "compute_node_register": Method(self.compute_node_register),
+            "image_cached": Method(self.image_cached),
         }, workers=self.settings.conductor_workers)
 
     async def instance_get(self, instance_uuid: str) -> dict[str, Any]:
@@ -98,6 +99,11 @@ class NovaConductor(Service):
             span.set_attribute("openstack.compute.hosts", len(nodes))
             await self.db.seed(nodes)
         return len(nodes)
+
+    async def image_cached(self, host: str, image_id: str) -> bool:
+        """A compute host now holds ``image_id`` in its image cache (the scheduler can use it)."""
+        async with self.db.span(self.tracer, "INSERT", "compute_image_cache"):
+            return await image_cache.add(self.db, host, image_id)
 
     async def instance_destroy(self, instance_uuid: str) -> None:
         async with self.db.span(self.tracer, "UPDATE", "instances"):
