@@ -161,7 +161,7 @@ class ServersController:
         req = parse_boot(await json_body(request), ver)
         image = await self._check_image(auth, req)
         await self._check_networks(auth, req)
-        await self._check_volumes(auth, req)
+        boot_meta = await self._check_volumes(auth, req)
         await self._check_zone(req)
         async with api.db.span(api.tracer, "SELECT", "flavors", step=Step.API_DB_LOOKUP, latency=api.latency):
             flavor = api.flavors.get(req.flavor_ref) or await api.db.get_flavor(req.flavor_ref)
@@ -170,6 +170,8 @@ class ServersController:
             await api.quotas.check_boot(auth.project_id, flavor, req.metadata)
         if image is not None:
             _check_image_fits(image, flavor, boot_from_volume=req.boot_volume is not None)
+        if boot_meta is not None:
+            _check_volume_fits(boot_meta, flavor)
         server_id = str(uuid.uuid4())
         span.set_attribute("openstack.instance.id", server_id)
         image_props = {k: image[k] for k in ("architecture", "os_distro", "hw_architecture")
@@ -184,7 +186,8 @@ class ServersController:
             "request": {"networks": req.networks, "metadata": req.metadata, "key_name": req.key_name,
                         "volumes": req.volumes, "image_arch": image.get("hw_architecture") if image else None,
                         "image_properties": image_props, "description": req.description,
-                        "tags": req.tags, "scheduler_hints": req.scheduler_hints},
+                        "tags": req.tags, "scheduler_hints": req.scheduler_hints,
+                        "volume_image_ref": (boot_meta or {}).get("id")},
         }
         async with api.db.span(api.tracer, "INSERT", "instances", step=Step.API_DB_CREATE_INSTANCE,
                                latency=api.latency):
@@ -253,18 +256,28 @@ class ServersController:
                 if resp.status_code == 404:
                     raise ApiError(400, f"Network {net['uuid']} could not be found.")
 
-    async def _check_volumes(self, auth: AuthContext, req: BootRequest) -> None:
-        """Volumes to attach must exist in the caller's project and be ``available``."""
+    async def _check_volumes(self, auth: AuthContext, req: BootRequest) -> dict[str, Any] | None:
+        """Volumes to attach must exist in the caller's project and be ``available``; a boot
+        volume must be bootable. Returns the image metadata of the boot volume (Nova's
+        ``get_bdm_image_metadata``), which stands for the image of a volume-backed server."""
         cinder = self.api.settings.endpoint("cinder")
+        boot_meta = None
         for volume_id, _ in req.volumes:
             resp = await self._get(auth, f"{cinder}/v3/{auth.project_id}/volumes/{volume_id}",
                                    "/v3/{project_id}/volumes/{volume_id}")
             if resp.status_code == 404:
                 raise ApiError(400, f"Block Device Mapping is Invalid: failed to get volume {volume_id}.")
-            status = resp.json()["volume"]["status"]
-            if status != "available":
+            vol = resp.json()["volume"]
+            if vol["status"] != "available":
                 raise ApiError(400, f"Invalid volume: volume '{volume_id}' status must be 'available'. "
-                                    f"Currently in '{status}'")
+                                    f"Currently in '{vol['status']}'")
+            if volume_id == req.boot_volume:
+                if str(vol.get("bootable")).lower() != "true":
+                    raise ApiError(400, f"Block Device {volume_id} is not bootable.")
+                meta = vol.get("volume_image_metadata") or {}
+                boot_meta = {"id": meta.get("image_id"), "min_ram": int(meta.get("min_ram") or 0),
+                             "min_disk": int(meta.get("min_disk") or 0), "volume_size": vol["size"]}
+        return boot_meta
 
     async def _check_zone(self, req: BootRequest) -> None:
         if req.availability_zone is None:
@@ -373,3 +386,13 @@ def _check_image_fits(image: dict[str, Any], flavor: dict[str, Any], *, boot_fro
     if size > disk:
         raise ApiError(400, f"Flavor's disk is too small for requested image. Flavor disk is {disk} "
                             f"bytes, image is {size} bytes.")
+
+
+def _check_volume_fits(meta: dict[str, Any], flavor: dict[str, Any]) -> None:
+    """A volume-backed server: the flavor's RAM and the volume's size against the image's needs."""
+    if meta["min_ram"] > flavor["memory_mb"]:
+        raise ApiError(400, "Flavor's memory is too small for requested image.")
+    size, min_disk = meta["volume_size"] * GB, meta["min_disk"] * GB
+    if min_disk > size:
+        raise ApiError(400, "Volume is smaller than the minimum size specified in image metadata. "
+                            f"Volume size is {size} bytes, minimum size is {min_disk} bytes.")

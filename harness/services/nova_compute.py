@@ -209,20 +209,24 @@ class NovaCompute(Service):
             return catalog_url(catalog, service_type, interface="internal", region=self.settings.region)
 
     async def _get_image(self, inst: dict[str, Any]) -> dict[str, Any] | None:
+        """Steps 20-22. A volume-backed server asks Glance for the image its boot volume was made
+        from (nova-api recorded it), for the image's metadata only: its disk is the volume, so
+        the driver downloads nothing (None)."""
+        image_ref = inst["image_ref"] or inst["request"].get("volume_image_ref") or ""
         with step_span(self.tracer, Step.COMPUTE_GET_IMAGE,
-                       attributes={"openstack.image.id": inst["image_ref"]}):
+                       attributes={"openstack.image.id": image_ref}):
             await self.latency.delay(Step.COMPUTE_GET_IMAGE)
             token, catalog = await self._service_token(Step.COMPUTE_GET_IMAGE)
-            if not inst["image_ref"]:
-                return None  # boot from volume: the image is on the volume
+            if not image_ref:
+                return None
             url = self._endpoint(catalog, "image")
             resp = await self.rest.request(
-                "GET", f"{url}/v2/images/{inst['image_ref']}", template="/v2/images/{image_id}",
+                "GET", f"{url}/v2/images/{image_ref}", template="/v2/images/{image_id}",
                 for_step=Step.COMPUTE_GET_IMAGE, headers={"X-Auth-Token": token},
             )
             if resp.status_code != 200:
-                raise BuildError(f"Image {inst['image_ref']} could not be fetched: glance-api answered {resp.status_code}")
-            return resp.json()
+                raise BuildError(f"Image {image_ref} could not be fetched: glance-api answered {resp.status_code}")
+            return resp.json() if inst["image_ref"] else None
 
     async def _allocate_network(self, host: FakeHost, inst: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         networks = inst["request"].get("networks", "auto")
