@@ -20,7 +20,8 @@ from harness.cloud import EmbeddedCloud
 from harness.config import Settings, free_ports
 from harness.experiment import sla as sla_mod
 from harness.experiment.spec import Cell, Experiment
-from harness.loadgen import BootOptions, closed_loop, open_loop, percentile, run_load
+from harness.experiment.locust_driver import results_from_spans, run_locust
+from harness.loadgen import BootOptions, LoadReport, closed_loop, open_loop, percentile, run_load
 
 SUMMARY = "summary.json"
 
@@ -51,7 +52,7 @@ async def run_cell(exp: Experiment, cell: Cell, out: Path) -> CellOutcome:
         summary = json.loads(done.read_text())
         return CellOutcome(cell, summary, [sla_mod.SlaResult(**r) for r in summary.get("sla", [])], skipped=True)
     cell_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("spans.jsonl", "results.csv", "boots.csv"):
+    for stale in ("spans.jsonl", "results.csv", "boots.csv", "locust-runs.jsonl"):
         (cell_dir / stale).unlink(missing_ok=True)  # an interrupted earlier attempt
     settings = cell_settings(exp, cell, cell_dir)
     opts = BootOptions(flavor=exp.boot.flavor, image=exp.boot.image, poll_interval=exp.boot.poll_interval_s,
@@ -66,26 +67,39 @@ async def run_cell(exp: Experiment, cell: Cell, out: Path) -> CellOutcome:
 
     cloud = EmbeddedCloud(settings) if exp.auth_url is None else None
     started = time.time()
+    locust_wall = 0.0
     try:
         if cloud is not None:
             await cloud.start()
-        report = await run_load(settings, shape, opts=opts, auth_url=exp.auth_url, cloud=cloud)
+        if exp.driver == "locust":
+            auth_url = cloud.auth_url if cloud is not None else str(exp.auth_url)
+            locust_wall = await run_locust(exp, cell, auth_url=auth_url, cell_dir=cell_dir)
+        else:
+            report = await run_load(settings, shape, opts=opts, auth_url=exp.auth_url, cloud=cloud)
     finally:
         counts = await cloud.stop() if cloud is not None else {}
+    if exp.driver == "locust":
+        from analysis.load import load_spans
+
+        spans_file = cell_dir / "spans.jsonl"
+        results = results_from_spans(load_spans(spans_file)) if spans_file.exists() else []
+        report = LoadReport(results, min(locust_wall, exp.duration_s) or exp.duration_s,
+                            spans_file if spans_file.exists() else None, counts)
     rows = report.rows()
     _write_csv(cell_dir / "results.csv", rows)
     summary = _summarise(cell, report, counts, started)
     phase_means = _boot_tables(cell_dir, summary)
-    results = sla_mod.check(
+    sla_results = sla_mod.check(
         exp.sla, cell.name,
         latencies_s=[r.active_s for r in report.active if r.active_s is not None],
         boots=summary["boots"], failed=summary["error"], throughput=summary["throughput"],
         phase_means_ms=phase_means,
     ) + sla_mod.check_degradation(exp.sla, cell.name, summary["p50_s"])
-    summary["sla"] = sla_mod.as_rows(results)
-    summary["sla_ok"] = all(r.success for r in results)
+    summary["sla"] = sla_mod.as_rows(sla_results)
+    summary["sla_ok"] = all(r.success for r in sla_results)
+    summary["driver"] = exp.driver
     done.write_text(json.dumps(summary, indent=2, default=str))
-    return CellOutcome(cell, summary, results)
+    return CellOutcome(cell, summary, sla_results)
 
 
 def _summarise(cell: Cell, report, counts: dict[str, dict[str, int]], started: float) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 Example (every key optional; this is the default experiment)::
 
     name = "default"
+    driver = "locust"          # Locust headless in a subprocess; or "builtin" (asyncio, in-process)
     duration_s = 15            # load time per cell
     hosts = 8
     profiles = ["fast"]
@@ -26,7 +27,7 @@ import itertools
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -81,6 +82,8 @@ class BootSpec(BaseModel):
 class Experiment(BaseModel):
     model_config = {"extra": "forbid"}
     name: str = "default"
+    driver: Literal["locust", "builtin"] = Field(
+        "locust", description="locust: Locust headless in a subprocess; builtin: asyncio, in-process")
     duration_s: float = Field(15.0, gt=0, le=24 * 3600)
     hosts: int = Field(8, ge=1, le=10000)
     seed: int = 42
