@@ -37,8 +37,9 @@ def is_uuid(value: Any) -> bool:
 
 
 def _first_error(validator: Draft4Validator, data: Any) -> jsonschema.ValidationError | None:
-    # best_match picks the most relevant error deterministically (not dict order dependent).
-    return jsonschema.exceptions.best_match(validator.iter_errors(data))
+    """The error ``validator.validate`` would raise (the first one, in schema order), as the
+    services report it: a failed ``oneOf`` is "not valid under any of the given schemas"."""
+    return next(iter(validator.iter_errors(data)), None)
 
 
 class Schema:
@@ -58,22 +59,22 @@ class Schema:
 
 
 def _nova_message(err: jsonschema.ValidationError) -> str:
-    if err.path:
-        return (f"Invalid input for field/attribute {list(err.path)[-1]}. "
+    if err.absolute_path:
+        return (f"Invalid input for field/attribute {list(err.absolute_path)[-1]}. "
                 f"Value: {err.instance}. {err.message}")
     return err.message
 
 
 def _nova_query_message(err: jsonschema.ValidationError) -> str:
-    if err.path:
-        return (f"Invalid input for query parameters {list(err.path)[-1]}. "
+    if err.absolute_path:
+        return (f"Invalid input for query parameters {list(err.absolute_path)[-1]}. "
                 f"Value: {err.instance}. {err.message}")
     return err.message
 
 
 def _keystone_message(err: jsonschema.ValidationError) -> str:
-    if err.path:
-        path = "/".join(str(p) for p in err.path)
+    if err.absolute_path:
+        path = "/".join(str(p) for p in err.absolute_path)
         return f"Invalid input for field '{path}': {err.message}"
     return err.message
 
