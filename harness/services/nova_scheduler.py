@@ -102,9 +102,9 @@ class NovaScheduler(Service):
         """The compute nodes, who caches the image and where the group's members are."""
         image_id = spec.get("image_id")
 
-        async def nodes() -> list[dict[str, Any]]:
+        async def nodes() -> dict[str, tuple]:
             async with self.db.span(self.tracer, "SELECT", "compute_nodes"):
-                return await self.db.list_compute_nodes()
+                return await providers.node_columns(self.db)
 
         async def cached() -> list[str]:
             if not image_id:
@@ -118,8 +118,8 @@ class NovaScheduler(Service):
             async with self.db.span(self.tracer, "SELECT", "instance_group_members"):
                 return await groups.member_hosts(self.db, group_row["uuid"], exclude=spec["instance_uuid"])
 
-        rows, holders, per_host = await asyncio.gather(nodes(), cached(), members())
-        table = HostTable.from_rows(rows, images={image_id: holders} if image_id else None)
+        columns, holders, per_host = await asyncio.gather(nodes(), cached(), members())
+        table = HostTable.from_columns(columns, images={image_id: holders} if image_id else None)
         group = None
         if group_row is not None:
             group = ServerGroup(uuid=group_row["uuid"], policy=group_row["policy"],

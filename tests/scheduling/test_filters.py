@@ -3,10 +3,13 @@ capacity arithmetic."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from harness.scheduling.filters import FILTERS, load_filters, make_filters, run_filters
+from harness.scheduling import HostState
 from harness.scheduling.hosts import HostTable
 from harness.scheduling.placement import allocation_candidates
 from tests.scheduling.helpers import group, host, hosts, spec
@@ -115,3 +118,17 @@ def test_placement_stage_combines_capacity_zone_enabled_and_ignore_hosts():
     keep = allocation_candidates(table, spec(memory_mb=256, availability_zone="nova"))
     assert [table.names[i] for i in np.flatnonzero(keep)] == ["h1", "h3", "h4"]
     assert int(allocation_candidates(table, spec(), limit=2).sum()) == 2
+
+
+async def test_host_table_from_db_columns_matches_rows(tmp_path):
+    from harness.db import NovaDB, providers
+
+    db = NovaDB(f"sqlite+aiosqlite:///{tmp_path}/nova.db")
+    await db.create_schema()
+    assert len(HostTable.from_columns(await providers.node_columns(db))) == 0  # no hosts yet
+    states = [host("a", vcpus_used=3, availability_zone="az2"), host("b", arch="aarch64", disabled=True)]
+    await db.seed([{k: getattr(h, k) for k in HostState.__dataclass_fields__ if k != "cached_images"}
+                   for h in states])
+    table = HostTable.from_columns(await providers.node_columns(db), images={"img": ["b"]})
+    await db.close()
+    assert list(table) == [states[0], replace(states[1], cached_images=frozenset({"img"}))]
