@@ -61,6 +61,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if ready_file is not None:  # a crashed run's file must not say "ready" before we are
+        ready_file.unlink(missing_ok=True)
     cloud = EmbeddedCloud(settings, services=[service], compute_hosts=compute_hosts, run_id=run_id)
     try:
         await cloud.start()
