@@ -102,7 +102,8 @@ def versioned(vr: VersionRange, render: Renderer):
     """Decorator for an endpoint of a versioned API (see :func:`harness.services.http.handler`).
 
     It negotiates the version before the endpoint runs (``request.state.api_version``) and stamps
-    the response with it, an error response too, as Nova's ``Fault`` does.
+    the response with it, an error response too, as Nova's ``Fault`` does; a 401 stays bare, as
+    keystonemiddleware sends it before the API is reached.
     """
 
     def wrap(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
@@ -114,6 +115,8 @@ def versioned(vr: VersionRange, render: Renderer):
             try:
                 resp = await inner(request)
             except ApiError as err:
+                if err.status == 401:  # keystonemiddleware answers before the API sees a version
+                    raise
                 resp = render(err)
             resp.headers.update(vr.response_headers(ver))
             return resp

@@ -53,9 +53,10 @@ def _server(c: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return {"server": {k: v for k, v in server.items() if v is not None}}
 
 
-#: Nova cases answered before a version is negotiated (routing errors, the negotiation itself).
+#: Nova cases answered without a version (routing errors, the negotiation itself, auth).
 UNVERSIONED = {"nova-unknown-path", "nova-wrong-method", "nova-microversion-too-new",
-               "nova-microversion-legacy-header", "nova-microversion-malformed"}
+               "nova-microversion-legacy-header", "nova-microversion-malformed",
+               "nova-no-token", "nova-bogus-token"}  # 401s come from keystonemiddleware
 V237 = {"OpenStack-API-Version": "compute 2.37"}
 V238 = {"OpenStack-API-Version": "compute 2.38"}
 ATT = {"OpenStack-API-Version": "volume 3.27"}
@@ -168,6 +169,8 @@ CASES = [
          "Invalid input for field/attribute source_type", "badRequest",
          body=lambda c: _server(c, block_device_mapping_v2=[{"boot_index": 0, "source_type": "tape"}])),
     Case("nova-bad-json", "nova", "POST", "/servers", 400, "Malformed request body", "badRequest", body=b"{"),
+    Case("nova-body-too-large", "nova", "POST", "/servers", 413, "Request is too large", "overLimit",
+         body=b'{"server": {"name": "' + b"x" * (1 << 20) + b'"}}'),
     Case("nova-microversion-too-new", "nova", "GET", "/servers", 406,
          "Version 2.200 is not supported by the API. Minimum is 2.1 and maximum is 2.100.", "computeFault",
          headers={"OpenStack-API-Version": "compute 2.200"}),

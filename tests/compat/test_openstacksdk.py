@@ -14,6 +14,7 @@ import ipaddress
 import pytest
 from openstack import exceptions as sdk_exc
 
+from harness.config import HostGroup
 from tests.compat.helpers import CIRROS, WAIT_S, assert_auth_steps, assert_boot_trace, connect_cloud
 from tests.spanfile import boot_traces, read_spans
 
@@ -151,6 +152,24 @@ async def test_actions_and_admin_views(make_cloud):
                 conn.compute.create_server(name="over", flavor_id="1", networks="none",
                                            image_id=conn.image.find_image(CIRROS).id)
             conn.compute.delete_server(server)
+            conn.compute.wait_for_delete(server, wait=WAIT_S, interval=0.2)
+
+        await asyncio.to_thread(scenario)
+
+
+async def test_no_valid_host_shows_the_fault(make_cloud):
+    async with make_cloud(host_groups=[HostGroup(count=2, memory_mb=4096)]) as cloud:
+        def scenario() -> None:
+            conn, admin = connect_cloud(cloud), connect_cloud(cloud, "admin")
+            server = conn.compute.create_server(  # m1.xlarge wants 16 GiB: no host has it
+                name="too-big", flavor_id="5", image_id=conn.image.find_image(CIRROS).id, networks="none")
+            with pytest.raises(sdk_exc.ResourceFailure):
+                conn.compute.wait_for_server(server, wait=WAIT_S, interval=0.2)
+            got = conn.compute.get_server(server.id)
+            assert got.status == "ERROR" and got.vm_state == "error" and got.task_state is None
+            assert got.fault["code"] == 500 and "No valid host was found" in got.fault["message"]
+            assert got.fault["created"] and admin.compute.get_server(server.id).compute_host is None
+            conn.compute.delete_server(server)  # never reached a host: nova-api deletes it itself
             conn.compute.wait_for_delete(server, wait=WAIT_S, interval=0.2)
 
         await asyncio.to_thread(scenario)
