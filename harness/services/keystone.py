@@ -13,6 +13,7 @@ documents at ``/`` (300 Multiple Choices) and ``/v3``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -97,6 +98,7 @@ class Keystone(HttpService):
             )
         self.users_by_id = {u.id: u for u in self.users.values()}
         self.tokens: dict[str, Token] = {}
+        self._catalogs: dict[str, list[dict[str, Any]]] = {}
 
     def project_id(self, name: str) -> str:
         return _stable_id("project", name)
@@ -121,6 +123,13 @@ class Keystone(HttpService):
 
     # -- catalog ------------------------------------------------------------------------------
     def catalog(self, project_id: str) -> list[dict[str, Any]]:
+        """The service catalog scoped to a project (built once per project, then reused)."""
+        cached = self._catalogs.get(project_id)
+        if cached is None:
+            cached = self._catalogs[project_id] = self._build_catalog(project_id)
+        return cached
+
+    def _build_catalog(self, project_id: str) -> list[dict[str, Any]]:
         region = self.settings.region
         out = []
         for stype, name, port_name, path in CATALOG_SERVICES:
@@ -189,17 +198,22 @@ class Keystone(HttpService):
         # in steps 20, 23, 26, the validators' service tokens) are not those steps.
         if self._is_service_user(body):
             with self.tracer.start_as_current_span("keystone.issue_token"):
-                found = resolve(self, body)
+                found = await self._resolve(body)
                 token_id, token = self.issue(found.user, found.project_id, found.methods)
             return self._token_body(token), 201, {"X-Subject-Token": token_id}
         trace.get_current_span().set_attributes(step_attributes(Step.AUTH_REQUEST))
         await self.latency.delay(Step.AUTH_REQUEST)
         with step_span(self.tracer, Step.AUTH_ISSUE_TOKEN) as issue_span:
             await self.latency.delay(Step.AUTH_ISSUE_TOKEN)
-            found = resolve(self, body)
+            found = await self._resolve(body)
             token_id, token = self.issue(found.user, found.project_id, found.methods)
             issue_span.set_attribute("enduser.id", found.user.id)
         return self._token_body(token), 201, {"X-Subject-Token": token_id}
+
+    async def _resolve(self, body: dict[str, Any]) -> Any:
+        """Check the credentials in a worker thread: bcrypt releases the GIL, so password checks
+        run beside the event loop instead of stalling every other request behind them."""
+        return await asyncio.to_thread(resolve, self, body)
 
     def _is_service_user(self, body: dict[str, Any]) -> bool:
         try:
