@@ -2,11 +2,12 @@
 
 A closed-loop user starts its next boot when the last one is done, so a slow cloud slows the load
 down and hides its own queueing ("coordinated omission"). The open-loop shape instead fixes the
-arrival times in advance, as wrk2 does: each of the ``-u`` users owns an independent Poisson stream
-of rate ``arrival_rate / users`` (exponential gaps), so all users together are a Poisson process at
-``arrival_rate`` (a superposition of independent Poisson processes is one). A user that is still busy
-when its next arrival is due starts that boot late, and the boot's latency is counted from the
-intended time, so the wait shows in the numbers instead of vanishing.
+arrival times in advance: each of the ``-u`` users is an independent Poisson stream of rate
+``arrival_rate / users`` (exponential gaps), so all users together are one Poisson process at
+``arrival_rate`` (a superposition of independent Poisson processes is one). Each arrival's boot runs
+in its own greenlet, so the next arrival never waits for it; and, as in wrk2, a boot's latency is
+counted from its intended start, so any wait (for a free slot under ``--max-in-flight``, or for a
+busy load generator) shows in the numbers instead of vanishing.
 
 Every user draws from its own seeded stream (seed, worker index, user number), so a run's intended
 arrival times are reproducible.

@@ -1,7 +1,8 @@
 """The Locust user: boot a server, wait for ACTIVE, delete it, wait until it is gone.
 
-One iteration is what a person with the ``openstack`` CLI does for ``server create --wait`` then
-``server delete --wait``:
+One boot is what a person with the ``openstack`` CLI does for ``server create --wait`` then
+``server delete --wait`` (closed loop: one after another; open loop: each at its arrival time, in a
+greenlet of its own):
 
 1. authenticate (steps 1-2), only when the token is near expiry, or every boot with
    ``--token-per-boot``;
@@ -29,6 +30,7 @@ import time
 from typing import Any
 
 import gevent
+from gevent.pool import Pool
 from locust import HttpUser, task
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -65,6 +67,8 @@ class BootUser(HttpUser):
         self.user_id = f"{self.ctx.worker_index}-{self.number}"
         self.session: KeystoneSession | None = None
         self.arrivals: PoissonArrivals | None = None
+        self._due: float | None = None  # open loop: the drawn, not yet started, next arrival
+        self._inflight = Pool(size=self._options().max_in_flight)  # open loop: boots running
         self._wall_minus_mono = time.time() - time.monotonic()
 
     # -- Locust hooks --------------------------------------------------------------------------
@@ -72,18 +76,47 @@ class BootUser(HttpUser):
         return {"user_id": self.user_id}
 
     def wait_time(self) -> float:
+        """Closed loop: the think time. Open loop: until this user's next arrival is due.
+
+        Waiting in Locust's own wait (not inside the task) means a stopping run ends a waiting
+        user at once instead of letting it start one more boot.
+        """
         opts = self._options()
-        return opts.think_time if opts.load_shape == "closed" else 0.0
+        if opts.load_shape != "open":
+            return opts.think_time
+        return max(0.0, self._due_arrival(opts) - time.monotonic())
 
     def on_start(self) -> None:
+        """Authenticate and look the image and flavor up before the first boot, so no boot's start
+        (or, in the open shape, its arrival time) is held up by them. A failure here is counted
+        (the request's own entry) and retried by the first boot."""
         self.session = KeystoneSession(self.client, self.host or DEFAULT_AUTH_URL, self._options())
+        try:
+            self._prepare()
+        except CloudError as exc:
+            log.warning("user %s: %s (the first boot tries again)", self.user_id, exc)
+
+    def on_stop(self) -> None:
+        """Open loop: boots still in flight may finish within Locust's ``--stop-timeout``."""
+        if len(self._inflight):
+            self._inflight.join(timeout=float(self.environment.stop_timeout or 0))
+            self._inflight.kill(block=True, timeout=5)
 
     @task
     def boot_and_delete(self) -> None:
         opts = self._options()
-        if self.session is None or self.session.options != opts:  # a new run may change options
-            self.session = KeystoneSession(self.client, self.host or DEFAULT_AUTH_URL, opts)
-        intended = self._next_start(opts)
+        if opts.load_shape != "open":
+            self._boot_and_delete(opts, time.monotonic())
+            return
+        if self._due is None:  # the user's first iteration: draw its first arrival, then wait
+            self._due_arrival(opts)
+            return
+        intended, self._due = self._due, None
+        # its own greenlet, so the next arrival never waits for this boot (unless the user already
+        # has --max-in-flight boots running: then spawn blocks, and the lateness counts)
+        self._inflight.spawn(self._boot_and_delete_logged, opts, intended)
+
+    def _boot_and_delete(self, opts: LoadOptions, intended: float) -> None:
         try:
             image, flavor = self._prepare()
         except CloudError as exc:  # no token, catalog, image or flavor: the boot cannot start
@@ -94,9 +127,15 @@ class BootUser(HttpUser):
         if server_id is not None:
             self.delete(opts, server_id)
 
+    def _boot_and_delete_logged(self, opts: LoadOptions, intended: float) -> None:
+        try:
+            self._boot_and_delete(opts, intended)
+        except Exception:  # a greenlet of its own: Locust would not see this, so say it here
+            log.exception("open-loop boot of user %s", self.user_id)
+
     def _prepare(self) -> tuple[str, str]:
-        """A token and the image and flavor ids, before the boot's trace starts (cached, so only a
-        user's first boot makes these calls; a token renewal happens inside a boot's trace)."""
+        """A token and the image and flavor ids, outside any boot's trace (cached: after the user's
+        start these make no calls; a token renewal happens inside a boot's trace)."""
         assert self.session is not None
         if self.session.token is None:
             self.session.ensure_token()
@@ -109,19 +148,14 @@ class BootUser(HttpUser):
             raise RuntimeError("no run started (test_start did not fire)")
         return run.options
 
-    def _next_start(self, opts: LoadOptions) -> float:
-        """When this boot is meant to start (monotonic clock); waits for it in the open shape."""
-        now = time.monotonic()
-        if opts.load_shape != "open":
-            self.arrivals = None
-            return now
-        if self.arrivals is None:
-            self.arrivals = PoissonArrivals(seed=opts.load_seed, worker_index=self.ctx.worker_index,
-                                            user_number=self.number, start=now)
-        intended = self.arrivals.next(opts.arrival_rate / max(1, self.ctx.users_total()))
-        if intended > now:
-            gevent.sleep(intended - now)
-        return intended
+    def _due_arrival(self, opts: LoadOptions) -> float:
+        """The intended start of this user's next boot (drawn once, kept until that boot starts)."""
+        if self._due is None:
+            if self.arrivals is None:
+                self.arrivals = PoissonArrivals(seed=opts.load_seed, worker_index=self.ctx.worker_index,
+                                                user_number=self.number, start=time.monotonic())
+            self._due = self.arrivals.next(opts.arrival_rate / max(1, self.ctx.users_total()))
+        return self._due
 
     def _unix_ns(self, mono: float) -> int:
         return int((mono + self._wall_minus_mono) * 1e9)

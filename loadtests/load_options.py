@@ -87,11 +87,14 @@ def add_arguments(parser: Any) -> None:
                    help="Seconds a closed-loop user waits between boots.")
     g.add_argument("--load-shape", default="closed", choices=list(SHAPES), env_var="LOCUST_LOAD_SHAPE",
                    help="closed: -u users boot back to back (Locust's default); open: boots arrive as a "
-                        "Poisson process at --arrival-rate, -u users serve them and latency counts from "
-                        "each arrival's intended time; step: add --step-users every --step-time s up to "
+                        "Poisson process at --arrival-rate from -u independent streams, each boot in its "
+                        "own greenlet, latency counted from its intended start; step: add --step-users every --step-time s up to "
                         "-u; spike: -u users, --spike-users more from --spike-at for --spike-duration s.")
     g.add_argument("--arrival-rate", type=positive_float, default=1.0, env_var="LOCUST_ARRIVAL_RATE",
                    help="open shape: boots per second, over all users and workers.")
+    g.add_argument("--max-in-flight", type=positive_int, default=100, env_var="LOCUST_MAX_IN_FLIGHT",
+                   help="open shape: boots one user may have running at once; an arrival beyond that "
+                        "waits (and its wait counts in its latency).")
     g.add_argument("--step-users", type=positive_int, default=1, env_var="LOCUST_STEP_USERS",
                    help="step shape: users added at each step.")
     g.add_argument("--step-time", type=positive_float, default=10.0, env_var="LOCUST_STEP_TIME",
@@ -126,6 +129,7 @@ class LoadOptions:
     think_time: float
     load_shape: str
     arrival_rate: float
+    max_in_flight: int
     step_users: int
     step_time: float
     spike_users: int
@@ -164,6 +168,7 @@ class LoadOptions:
             think_time=num("think_time", non_negative_float),
             load_shape=shape,
             arrival_rate=num("arrival_rate", positive_float),
+            max_in_flight=num("max_in_flight", positive_int),
             step_users=num("step_users", positive_int),
             step_time=num("step_time", positive_float),
             spike_users=num("spike_users", non_negative_int),

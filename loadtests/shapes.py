@@ -2,8 +2,8 @@
 
 =========  ==================================================================================
 closed     ``-u`` users, each booting back to back (``--think-time`` apart): Locust's default.
-open       boots arrive as a Poisson process at ``--arrival-rate`` (see :mod:`loadtests.arrivals`);
-           ``-u`` users serve them, so ``-u`` bounds the boots in flight.
+open       boots arrive as a Poisson process at ``--arrival-rate`` from ``-u`` independent streams
+           (see :mod:`loadtests.arrivals`), each boot in its own greenlet.
 step       ``--step-users`` more users every ``--step-time`` seconds, up to ``-u``.
 spike      ``-u`` users, plus ``--spike-users`` from ``--spike-at`` for ``--spike-duration`` seconds.
 =========  ==================================================================================
