@@ -25,6 +25,7 @@ from harness.services.nova_api_misc import (
 )
 from harness.services.nova_api_servers import NO_VALID_HOST, ServersController
 from harness.services.nova_quota import QuotaController, QuotaEngine
+from harness.services.nova_server_groups import ServerGroupsController
 from harness.services.rest import AuthContext
 from harness.steps import Step
 
@@ -49,7 +50,7 @@ class NovaApi(HttpService):
         self.controllers = [
             self.servers, ServerActionsController(self), FlavorsController(self),
             AvailabilityZonesController(self), HypervisorsController(self),
-            QuotaController(self, self.quotas),
+            QuotaController(self, self.quotas), ServerGroupsController(self),
         ]
 
     async def start(self) -> None:

@@ -21,9 +21,11 @@ from opentelemetry import trace
 from starlette.requests import Request
 from starlette.routing import Route
 
+from harness.db import groups
 from harness.messaging import RpcError, RpcTimeout
 from harness.services.http import ApiError, json_body
 from harness.services.microversion import Version, api_version
+from harness.services.nova_server_groups import check_boot_group
 from harness.services.nova_schemas import LIST_QUERY, server_create
 from harness.services.nova_views import STATUSES, api_status, link, server_view
 from harness.services.rest import AuthContext
@@ -163,6 +165,7 @@ class ServersController:
         await self._check_networks(auth, req)
         boot_meta = await self._check_volumes(auth, req)
         await self._check_zone(req)
+        group_id = await check_boot_group(api, auth, req.scheduler_hints)
         async with api.db.span(api.tracer, "SELECT", "flavors", step=Step.API_DB_LOOKUP, latency=api.latency):
             flavor = api.flavors.get(req.flavor_ref) or await api.db.get_flavor(req.flavor_ref)
             if flavor is None or flavor["id"] != req.flavor_ref:
@@ -192,10 +195,13 @@ class ServersController:
         async with api.db.span(api.tracer, "INSERT", "instances", step=Step.API_DB_CREATE_INSTANCE,
                                latency=api.latency):
             await api.db.create_instance(record)
+            if group_id is not None:
+                await groups.add_member(api.db, group_id, server_id)
         spec = {
             "instance_uuid": server_id, "vcpus": record["vcpus"], "memory_mb": record["memory_mb"],
             "disk_gb": record["root_gb"], "availability_zone": req.availability_zone,
             "image_id": req.image_ref or None, "image_arch": record["request"]["image_arch"],
+            "group": group_id,
         }
         try:
             await api.scheduler.call("scheduler", "select_destinations", {"spec": spec},
