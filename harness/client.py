@@ -51,6 +51,7 @@ class OpenStackClient:
         self.token: str | None = None
         self.catalog: list[dict[str, Any]] = []
         self.expires_at = 0.0
+        self._flavor_ids: dict[str, str] | None = None  # flavor id or name -> id, read once
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -104,8 +105,19 @@ class OpenStackClient:
         headers = inject_headers({"X-Auth-Token": token, **kw.pop("headers", {})})
         return await self._send(method, self.endpoint(service_type) + path, headers=headers, **kw)
 
+    async def flavor_ref(self, flavor: str) -> str:
+        """A flavor id for ``flavor`` (an id or a name): Nova's ``flavorRef`` takes ids only."""
+        if self._flavor_ids is None:
+            ids: dict[str, str] = {}
+            for f in await self.flavors():
+                ids[str(f["id"])] = str(f["id"])
+                ids.setdefault(f["name"], str(f["id"]))
+            self._flavor_ids = ids
+        return self._flavor_ids.get(str(flavor), str(flavor))
+
     async def create_server(self, name: str, *, flavor: str = "1", image: str | None = None,
                             **extra: Any) -> dict[str, Any]:
+        flavor = await self.flavor_ref(flavor)
         body: dict[str, Any] = {"server": {"name": name, "flavorRef": flavor, **extra}}
         if image is not None:
             body["server"]["imageRef"] = image
