@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.db import Resources, image_cache
+from harness.db import Resources, image_cache, providers
 from harness.messaging.rpc import Method
 from harness.scheduling.base import HostState
+from harness.scheduling.claims import claim_with_retries
 from harness.services.base import CloudContext, Service
 from harness.steps import Step
 from harness.telemetry import caller_step, step_span
@@ -68,16 +69,16 @@ class NovaConductor(Service):
             return "deleted"
         if attempt < self.settings.max_attempts:
             res = Resources(spec["vcpus"], spec["memory_mb"], spec["disk_gb"])
-            nodes = {r["host"]: HostState.from_row(r) for r in await self.db.list_compute_nodes()}
             for i, alt in enumerate(alternates):
-                node = nodes.get(alt)
-                if node is None or not node.fits(res):
+                row = await providers.get_node(self.db, alt)
+                if row is None:
                     continue
                 async with self.db.span(self.tracer, "UPDATE", "compute_nodes") as span:
                     span.set_attribute("openstack.scheduler.reschedule_to", alt)
-                    ok = await self.db.claim(instance_uuid, alt, node.generation, res,
-                                             az=node.availability_zone)
-                if ok:
+                    claimed, conflicts = await claim_with_retries(self.db, instance_uuid,
+                                                                  HostState.from_row(row), res)
+                    span.set_attribute("openstack.scheduler.claim_conflicts", conflicts)
+                if claimed is not None:
                     await self.compute.cast(f"compute.{alt}", "build_and_run_instance", {
                         "instance_uuid": instance_uuid, "spec": spec,
                         "alternates": alternates[i + 1:], "attempt": attempt + 1,

@@ -5,7 +5,7 @@ hosts whose image cache holds the requested image and, for a server-group member
 its members' hosts, and runs the algorithm over them (step 10). The claim (step 11) is atomic in
 the DB with a generation check, so several scheduler workers never over-commit a host; as placement
 does, a generation conflict re-reads that one host and retries while the request still fits
-(``CONFLICT_RETRIES``, placement's ``allocation_conflict_retry_count``), then moves to the next
+(:mod:`harness.scheduling.claims`), then moves to the next
 candidate; when every candidate is lost the hosts are read again (up to ``CLAIM_ROUNDS`` rounds).
 Nothing fits: ``NoValidHost``, which nova-api turns into an ERROR server. Members of an
 ``affinity``/``anti-affinity`` group are scheduled one at a time per group (select and claim under
@@ -24,13 +24,13 @@ from typing import Any
 from harness.db import Resources, groups, image_cache, providers
 from harness.messaging.rpc import Method
 from harness.scheduling.base import Decision, HostState, RequestSpec, ServerGroup, make_scheduler
+from harness.scheduling.claims import claim_with_retries
 from harness.scheduling.hosts import HostTable
 from harness.services.base import CloudContext, Service
 from harness.steps import Step
 from harness.telemetry import mark_error, step_span
 
 CLAIM_ROUNDS = 3
-CONFLICT_RETRIES = 10
 HARD_POLICIES = ("affinity", "anti-affinity")
 
 
@@ -173,19 +173,15 @@ class NovaScheduler(Service):
         conflicts = 0
         async with self.db.span(self.tracer, "UPDATE", "compute_nodes",
                                 step=Step.SCHEDULER_CLAIM_HOST, latency=self.latency) as span:
+            def lost(node: HostState) -> None:
+                span.add_event("claim.conflict", {"host": node.host, "generation": node.generation})
+
             for cand in decision.candidates:
-                node: HostState | None = cand
-                for _ in range(CONFLICT_RETRIES):
-                    if node is None or not node.fits(res):
-                        break
-                    if await self.db.claim(req.instance_uuid, node.host, node.generation, res,
-                                           az=node.availability_zone):
-                        span.set_attributes({"openstack.scheduler.claimed_host": node.host,
-                                             "openstack.scheduler.claim_conflicts": conflicts})
-                        return node, conflicts
-                    conflicts += 1
-                    span.add_event("claim.conflict", {"host": node.host, "generation": node.generation})
-                    row = await providers.get_node(self.db, node.host)
-                    node = HostState.from_row(row) if row else None
+                claimed, n = await claim_with_retries(self.db, req.instance_uuid, cand, res, on_conflict=lost)
+                conflicts += n
+                if claimed is not None:
+                    span.set_attributes({"openstack.scheduler.claimed_host": claimed.host,
+                                         "openstack.scheduler.claim_conflicts": conflicts})
+                    return claimed, conflicts
             span.set_attribute("openstack.scheduler.claim_conflicts", conflicts)
             return None, conflicts
