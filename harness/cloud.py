@@ -23,11 +23,14 @@ from typing import Any, Sequence
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from harness import bottlenecks
 from harness.config import Settings
 from harness.db import NovaDB
+from harness.faults import FaultInjector, plan_from_profile
 from harness.latency import LatencyModel, load_profile
 from harness.messaging import make_transport
 from harness.services.base import CloudContext, HttpService, Service
+from harness.services import fault_gate, openapi
 from harness.services.cinder import CinderApi
 from harness.services.glance import Glance
 from harness.services.http import make_server
@@ -66,7 +69,7 @@ class EmbeddedCloud:
         compute_hosts: Sequence[str] | None = None,
         run_id: str | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings = bottlenecks.effective(settings)  # planted ones override
         unknown = [n for n in services or () if n not in SERVICE_NAMES]
         if unknown:
             raise ValueError(f"unknown service {', '.join(map(repr, unknown))}: "
@@ -81,6 +84,7 @@ class EmbeddedCloud:
         self.services: list[Service] = []
         self._servers: list[tuple[HttpService, Any, asyncio.Task]] = []
         self.telemetry: Telemetry | None = None
+        self.faults: FaultInjector | None = None
         self.db: NovaDB | None = None
         self._transport: Any = None
         self.span_counts: dict[str, dict[str, int]] = {}
@@ -108,6 +112,13 @@ class EmbeddedCloud:
             profile = load_profile(s.profile)
         except ValueError as exc:
             raise CloudStartError(str(exc)) from None
+        try:
+            specs, fault_seed = plan_from_profile(profile.faults)
+        except ValueError as exc:
+            raise CloudStartError(f"profile {profile.source}: {exc}") from None
+        self.faults = FaultInjector(
+            specs, seed=s.seed if fault_seed is None else fault_seed,
+            db_pool=1 if bottlenecks.planted(s, bottlenecks.Bottleneck.DB_POOL) else None)
         hosts = host_names(s.effective_host_groups())
         if self._compute_hosts is not None:
             known = {name for name, _ in hosts}
@@ -138,7 +149,7 @@ class EmbeddedCloud:
             self.db = NovaDB(s.effective_db_url(), pool_size=s.db_pool_size)
             await self._db_call(self.db.create_schema())
         ctx = CloudContext(settings=s, telemetry=self.telemetry,
-                           latency=LatencyModel(profile, seed=s.seed), transport=transport,
+                           latency=LatencyModel(profile, seed=s.seed, faults=self.faults), transport=transport,
                            db=self.db, run_id=self.run_id)
         self.ctx = ctx
         factories = {
@@ -209,7 +220,9 @@ class EmbeddedCloud:
         await self._await_dependency("nova-conductor", register)
 
     async def _serve(self, svc: HttpService) -> None:
-        server = make_server(svc.build_app(), self.settings.bind_host, svc.port)
+        app = fault_gate.install(svc.build_app(), svc, self.faults)  # faults act at the door
+        openapi.add_route(app, svc)
+        server = make_server(app, self.settings.bind_host, svc.port)
 
         async def run() -> None:
             try:

@@ -126,6 +126,19 @@ class Settings(BaseSettings):
         "20, 23 and 26 (the seed fetches one each time)",
     )
     accounts: list[Account] = Field(default_factory=_default_accounts)
+    bottlenecks: list[str] = Field(
+        default_factory=list,
+        description="planted HotROD-style bottlenecks: db-pool, conductor-workers, token-validation "
+        "(see harness.bottlenecks)",
+    )
+    instance_build_timeout: float = Field(
+        300.0, ge=0, description="Nova's instance_build_timeout: a build still in BUILD this many "
+        "seconds after it was accepted goes to ERROR and its resources are freed (0: never)",
+    )
+    periodic_interval: float = Field(
+        5.0, gt=0, description="seconds between runs of the periodic tasks (build timeout, "
+        "orphaned allocations, leftover VMs)",
+    )
 
     run_dir: Path = Field(Path("runs/latest"), description="where spans and settings are written")
     otlp_file: bool = Field(True, description="write spans as OTLP JSON lines in the run dir")
@@ -152,6 +165,13 @@ class Settings(BaseSettings):
         if not v:
             raise ValueError("bind_host must not be empty")
         return v
+
+    @field_validator("bottlenecks")
+    @classmethod
+    def _known_bottlenecks(cls, v: list[str]) -> list[str]:
+        from harness.bottlenecks import parse
+
+        return [b.value for b in parse(v)]
 
     @field_validator("service_hosts")
     @classmethod

@@ -22,14 +22,17 @@ import asyncio
 import math
 import random
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from opentelemetry import trace
 
 from harness.steps import CATALOGUE, Step
+
+if TYPE_CHECKING:
+    from harness.faults import FaultInjector
 
 MODELED_DELAY_ATTR = "openstack.boot.modeled_delay_ms"
 
@@ -110,6 +113,8 @@ class Profile:
     steps: dict[Step, dict[str, Any]]
     costs: dict[str, float]
     source: str
+    #: the profile's ``[faults]`` table, read by :func:`harness.faults.plan_from_profile`
+    faults: dict[str, Any] = field(default_factory=dict)
 
     def median_ms(self, step: Step) -> float:
         spec = self.steps.get(step)
@@ -152,14 +157,19 @@ def load_profile(name_or_path: str) -> Profile:
     if unknown:
         raise ProfileError(f"profile {source}: unknown steps {sorted(unknown)} (1..29)")
     costs = {k: float(v) for k, v in data.get("costs", {}).items()}
-    return Profile(name=name, steps=steps, costs=costs, source=source)
+    return Profile(name=name, steps=steps, costs=costs, source=source, faults=data.get("faults", {}))
 
 
 class LatencyModel:
-    """Samples and awaits each step's modeled delay; one seeded RNG per cloud."""
+    """Samples and awaits each step's modeled delay; one seeded RNG per cloud.
 
-    def __init__(self, profile: Profile, *, seed: int) -> None:
+    With a :class:`~harness.faults.FaultInjector` (``faults``), every step's delay is handed to it:
+    this is the one place where each step passes, so faults set on a step act here, inside its span.
+    """
+
+    def __init__(self, profile: Profile, *, seed: int, faults: "FaultInjector | None" = None) -> None:
         self.profile = profile
+        self.faults = faults
         self._rng = random.Random(seed)
         self._samplers = {step: make_sampler(spec) for step, spec in profile.steps.items()}
 
@@ -171,6 +181,8 @@ class LatencyModel:
         ``openstack.boot.modeled_delay_ms``, so real work = duration - modeled delay."""
         ms = self._samplers[step](self._rng)
         trace.get_current_span().set_attribute(MODELED_DELAY_ATTR, ms)
+        if self.faults is not None:  # may add latency, hold a pool slot, or raise the step's fault
+            return await self.faults.run_step(step, ms)
         if ms > 0:
             await asyncio.sleep(ms / 1000.0)
         return ms

@@ -40,6 +40,11 @@ class RpcTimeout(RpcError):
     """No reply within ``rpc_response_timeout`` (oslo.messaging's MessagingTimeout)."""
 
 
+class MessageLost(Exception):
+    """Raised by a send step when the broker is to lose the message (an injected fault, see
+    :mod:`harness.faults`): the message is not published; a call then times out."""
+
+
 def _template(topic: str) -> str:
     return "compute.{host}" if topic.startswith("compute.") else topic
 
@@ -109,7 +114,10 @@ class RpcClient:
             attributes={**_send_attrs(self.transport, msg, "cast"), **_attrs_for(step)},
         ):
             if step is not None:
-                await self.latency.delay(step)
+                try:
+                    await self.latency.delay(step)
+                except MessageLost:  # the span holds the fault; nobody hears of this cast
+                    return
             inject_headers(msg.headers, step=step)
             msg.sent_at_ns = time.time_ns()
             await self.transport.publish(msg)
@@ -135,14 +143,19 @@ class RpcClient:
         with self.tracer.start_as_current_span(
             f"call {_template(topic)}", kind=SpanKind.CLIENT, attributes=attrs
         ) as span:
+            lost = False
             if step is not None:
-                await self.latency.delay(step)
+                try:
+                    await self.latency.delay(step)
+                except MessageLost:  # never published: the call times out, as a lost one does
+                    lost = True
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending[msg.correlation_id] = (fut, reply_step)
             inject_headers(msg.headers, step=step)
             msg.sent_at_ns = time.time_ns()
             try:
-                await self.transport.publish(msg)
+                if not lost:
+                    await self.transport.publish(msg)
             except BaseException:  # not sent (e.g. the broker is away): no reply to wait for
                 self._pending.pop(msg.correlation_id, None)
                 raise
@@ -213,7 +226,12 @@ class Method:
 
 @dataclass
 class RpcServer:
-    """The callee's side: consumes one topic and runs its methods, at most ``workers`` at once."""
+    """The callee's side: consumes one topic and runs its methods, at most ``workers`` at once.
+
+    ``service`` names the consumer for fault injection (:mod:`harness.faults`): while it is
+    "down" its messages stay in the queue; faults at its door or in a receive step fail the
+    message (a call gets the failure as its remote error; a failed cast is logged).
+    """
 
     transport: Transport
     tracer: trace.Tracer
@@ -222,6 +240,7 @@ class RpcServer:
     topic: str
     methods: dict[str, Method]
     workers: int
+    service: str = ""
     _consumer: Consumer | None = field(default=None, init=False)
 
     async def start(self) -> None:
@@ -234,6 +253,8 @@ class RpcServer:
             await self._consumer.stop()
 
     async def _handle(self, msg: Message) -> None:
+        faults = getattr(self.latency, "faults", None) if self.service else None
+        down, held_s = await faults.wait_up(self.service) if faults is not None else (None, 0.0)
         method = self.methods.get(msg.method)
         parent = extract_context(msg.headers)
         wait_ms = (time.time_ns() - msg.sent_at_ns) / 1e6
@@ -264,20 +285,32 @@ class RpcServer:
         failure: str | None = None
         try:
             with trace.use_span(span, end_on_exit=True):
-                if step is not None:
-                    await self.latency.delay(step)
-                if method is None:
+                if down is not None:  # the message waited in the queue while we were down
+                    span.add_event("fault.service_down", {"harness.fault.id": down.id,
+                                                          "harness.fault.service": self.service,
+                                                          "held_s": held_s})
+                try:
+                    if faults is not None:
+                        await faults.at_door(self.service, span, rpc=True)
+                    if step is not None:
+                        await self.latency.delay(step)
+                except Exception as exc:  # a fault taking the message: the method never runs
+                    failure = f"{type(exc).__name__}: {exc}"
+                if method is None and failure is None:
                     failure = f"Endpoint does not support RPC method {msg.method}"
                     mark_error(span, failure)
-            if method is not None:
+            if method is not None and failure is None:
                 try:
                     result = await method.func(**msg.args)
                 except Exception as exc:  # a remote error travels back to the caller
                     failure = f"{type(exc).__name__}: {exc}"
-                    if msg.reply_to is None:
-                        log.warning("cast %s.%s failed: %s", self.topic, msg.method, failure)
+            if msg.reply_to is None and failure is not None:
+                log.warning("cast %s.%s failed: %s", self.topic, msg.method, failure)
             if msg.reply_to is not None:
-                await self._reply(msg, result, failure, reply_step)
+                try:
+                    await self._reply(msg, result, failure, reply_step)
+                except (MessageLost, RpcError) as exc:  # the reply is lost: the caller times out
+                    log.warning("reply to %s.%s lost: %s", self.topic, msg.method, exc)
         finally:
             otel_context.detach(token)
 
@@ -298,7 +331,7 @@ class RpcServer:
         }
         with self.tracer.start_as_current_span("send reply", kind=SpanKind.PRODUCER, attributes=attrs):
             if step is not None:
-                await self.latency.delay(step)
+                await self.latency.delay(step)  # a fault here (lost, error) loses the reply
             inject_headers(reply.headers)
             reply.sent_at_ns = time.time_ns()
             await self.transport.publish(reply)

@@ -88,7 +88,7 @@ class Service:
     def rpc_server(self, exchange: str, topic: str, methods: dict[str, Method], *, workers: int) -> RpcServer:
         server = RpcServer(
             transport=self.ctx.transport, tracer=self.tracer, latency=self.latency,
-            exchange=exchange, topic=topic, methods=methods, workers=workers,
+            exchange=exchange, topic=topic, methods=methods, workers=workers, service=self.name,
         )
         self._servers.append(server)
         return server

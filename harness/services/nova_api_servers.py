@@ -218,9 +218,13 @@ class ServersController:
         return body, 202, {"Location": f"{api.base_url}/v2.1/servers/{server_id}"}
 
     async def _fail(self, server_id: str, message: str) -> None:
-        await self.api.db.update_instance(server_id, {
-            "vm_state": "error", "task_state": None, "fault_message": message, "fault_code": 500,
-        })
+        # Only from BUILD (a delete may have come first); a claim the scheduler made before it
+        # failed (e.g. its cast was refused) is given back.
+        if await self.api.db.update_instance(server_id, {
+            "vm_state": "error", "task_state": None, "host": None, "fault_message": message,
+            "fault_code": 500,
+        }, expected_task_state=["scheduling"]):
+            await self.api.db.free(server_id)
         trace.get_current_span().add_event("instance.error", {"message": message})
 
     async def _get(self, auth: AuthContext, url: str, template: str):

@@ -20,7 +20,8 @@ from harness.config import HostGroup
 from harness.messaging import RpcError
 from harness.messaging.rpc import Method
 from harness.services.base import CloudContext, Service
-from harness.services.rest import HttpError, catalog_url, password_auth
+from harness.services.nova_periodic import ComputeTasks
+from harness.services.rest import catalog_url, password_auth
 from harness.steps import TOKEN_FETCH_PHASE, Step
 from harness.telemetry import ATTR_PHASE, mark_error, step_span
 
@@ -139,18 +140,31 @@ class NovaCompute(Service):
             }, workers=self.settings.max_concurrent_builds)
         self._token: tuple[str, list[dict[str, Any]], float] | None = None
         self._default_net: str | None = None
+        self.tasks = ComputeTasks(self)  # reaps VMs of servers that are gone
+
+    async def start(self) -> None:
+        await super().start()
+        self.tasks.periodic.start()
+
+    async def stop(self) -> None:
+        await self.tasks.periodic.stop()
+        await super().stop()
 
     # -- the build ----------------------------------------------------------------------------
     async def build_and_run_instance(self, host: FakeHost, instance_uuid: str, spec: dict[str, Any],
                                      alternates: list[str], attempt: int) -> None:
         done = host.building.setdefault(instance_uuid, asyncio.Event())
         span = trace.get_current_span()
+        inst: dict[str, Any] | None = None
         try:
             inst = await self.conductor.call(
                 "conductor", "instance_get", {"instance_uuid": instance_uuid},
                 step=Step.COMPUTE_CALL_CONDUCTOR, reply_step=Step.COMPUTE_RECEIVE_INSTANCE_INFO,
             )
             if inst["task_state"] == "deleting":
+                return
+            if inst["vm_state"] != "building":  # ERROR already (timed out, scheduler gave up)
+                span.add_event("build.aborted", {"vm_state": inst["vm_state"]})
                 return
             image = await self._get_image(inst)
             addresses, ports = await self._allocate_network(host, inst)
@@ -163,11 +177,15 @@ class NovaCompute(Service):
                            "request": {**inst["request"], "ports": ports}},
                 "expected_task_state": ["scheduling"],
             })
-            if not ok:  # deleted while building: the terminate that follows cleans up
-                span.add_event("instance.deleted_during_build")
-        except (BuildError, RpcError, *HttpError, KeyError) as exc:
+            if not ok:  # deleted (a terminate follows) or timed out to ERROR meanwhile: undo it
+                span.add_event("instance.not_building_after_spawn")
+                await self._undo_build(host, inst)
+        except Exception as exc:  # whatever failed (a fault, a bug), the boot must not stay BUILD
             reason = str(exc) or type(exc).__name__
             mark_error(span, reason, event="build.failed", host=host.name)
+            self._token = None  # the failure may be a revoked token: fetch a new one next time
+            if inst is not None:
+                await self._undo_build(host, inst)
             try:
                 await self.conductor.call("conductor", "build_failed", {
                     "instance_uuid": instance_uuid, "host": host.name, "reason": reason,
@@ -178,6 +196,29 @@ class NovaCompute(Service):
         finally:
             done.set()
             host.building.pop(instance_uuid, None)
+
+    async def _undo_build(self, host: FakeHost, inst: dict[str, Any]) -> None:
+        """Give back what a failed attempt took (VM, ports, volume attachments) before it is
+        rescheduled or set to ERROR, as Nova's ``_cleanup_allocated_networks`` does."""
+        await host.driver.destroy(inst["uuid"])
+        try:
+            await self._release_network(inst)
+            await self._release_attachments(inst)
+        except Exception as exc:  # a leak the periodic tasks and a later delete may still catch
+            trace.get_current_span().add_event("build.cleanup_failed", {"reason": str(exc) or type(exc).__name__})
+
+    async def _release_attachments(self, inst: dict[str, Any]) -> None:
+        """Detach the instance's volumes (the volumes stay: the boot may be rescheduled)."""
+        if not inst["request"].get("volumes"):
+            return
+        token, catalog = await self._service_token()
+        base = self._endpoint(catalog, "volumev3").rsplit("/", 1)[0] + f"/{inst['project_id']}"
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.27"}
+        resp = await self.rest.request("GET", f"{base}/attachments", template="/v3/{project_id}/attachments",
+                                       params={"instance_id": inst["uuid"]}, headers=headers)
+        for att in resp.json().get("attachments", []) if resp.status_code == 200 else []:
+            await self.rest.request("DELETE", f"{base}/attachments/{att['id']}",
+                                    template="/v3/{project_id}/attachments/{attachment_id}", headers=headers)
 
     async def _report_cached(self, host: str, image_id: str) -> None:
         """Tell nova-conductor this host's image cache now holds ``image_id`` (a cast: the boot
@@ -337,10 +378,12 @@ class NovaCompute(Service):
             inst = await self.conductor.call("conductor", "instance_get", {"instance_uuid": instance_uuid})
         except RpcError:
             inst = None
-        if inst is not None:
-            await self._release_network(inst)
-            await self._release_volumes(inst)
-        await self.conductor.call("conductor", "instance_destroy", {"instance_uuid": instance_uuid})
+        try:
+            if inst is not None:
+                await self._release_network(inst)
+                await self._release_volumes(inst)
+        finally:  # whatever Neutron or Cinder answered, the host's resources are given back
+            await self.conductor.call("conductor", "instance_destroy", {"instance_uuid": instance_uuid})
 
     async def _release_network(self, inst: dict[str, Any]) -> None:
         token, catalog = await self._service_token()

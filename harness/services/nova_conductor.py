@@ -15,6 +15,7 @@ from harness.messaging.rpc import Method
 from harness.scheduling.base import HostState
 from harness.scheduling.claims import claim_with_retries
 from harness.services.base import CloudContext, Service
+from harness.services.nova_periodic import ConductorTasks, instance_states
 from harness.steps import Step
 from harness.telemetry import caller_step, step_span
 
@@ -37,7 +38,22 @@ class NovaConductor(Service):
             "instance_destroy": Method(self.instance_destroy),
             "compute_node_register": Method(self.compute_node_register),
             "image_cached": Method(self.image_cached),
+            "instance_states": Method(self.instance_states),
         }, workers=self.settings.conductor_workers)
+        self.tasks = ConductorTasks(self)  # build timeout, stuck deletes, orphaned allocations
+
+    async def start(self) -> None:
+        await super().start()
+        self.tasks.periodic.start()
+
+    async def stop(self) -> None:
+        await self.tasks.periodic.stop()
+        await super().stop()
+
+    async def instance_states(self, uuids: list[str]) -> dict[str, dict[str, Any]]:
+        """nova-compute's periodic task asks which of its VMs still have a live server."""
+        async with self.db.span(self.tracer, "SELECT", "instances"):
+            return await instance_states(self.db, uuids)
 
     async def instance_get(self, instance_uuid: str) -> dict[str, Any]:
         in_boot = caller_step() == Step.COMPUTE_CALL_CONDUCTOR  # steps 16-17, else unnumbered
@@ -67,6 +83,8 @@ class NovaConductor(Service):
         inst = await self.db.get_instance(instance_uuid)
         if inst is None or inst["task_state"] == "deleting":
             return "deleted"
+        if inst["vm_state"] != "building":  # timed out to ERROR meanwhile: nothing to retry
+            return inst["vm_state"]
         if attempt < self.settings.max_attempts:
             res = Resources(spec["vcpus"], spec["memory_mb"], spec["disk_gb"])
             for i, alt in enumerate(alternates):
@@ -87,11 +105,11 @@ class NovaConductor(Service):
         message = (f"Build of instance {instance_uuid} aborted: {reason}" if attempt == 1 else
                    f"Exceeded maximum number of retries. Exhausted all hosts available for retrying "
                    f"build failures for instance {instance_uuid}. Last error: {reason}")
-        await self.db.update_instance(instance_uuid, {
+        ok = await self.db.update_instance(instance_uuid, {
             "vm_state": "error", "task_state": None, "host": None,
             "fault_message": message, "fault_code": 500,
-        })
-        return "error"
+        }, expected_task_state=["scheduling"])  # not over a delete or a timeout that came first
+        return "error" if ok else "gone"
 
     async def compute_node_register(self, nodes: list[dict[str, Any]]) -> int:
         """A nova-compute in its own process reports its hosts (as Nova's resource tracker creates
