@@ -8,7 +8,8 @@ cinder-api for the instance's persistent storage in steps 26-28: it attaches the
 image-backed server.
 
 The API is microversioned (``OpenStack-API-Version: volume 3.0`` .. ``3.71``; attachments need
-3.27), validates bodies with JSON schema, and answers errors in Cinder's shape
+3.27), validates bodies with JSON schema, enforces quotas (:mod:`cinder_quota`), and answers
+errors in Cinder's shape
 (``{"itemNotFound": {"message": ..., "code": 404}}``).
 """
 
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from harness.messaging.rpc import Method
 from harness.services.base import CloudContext, HttpService, Service
+from harness.services.cinder_quota import CinderQuotas
 from harness.services.http import ApiError, handler, json_body, make_app, nova_error
 from harness.services.microversion import VOLUME, Version, api_version, versioned
 from harness.services.rest import AuthContext
@@ -89,6 +91,7 @@ class CinderApi(HttpService):
         self.rpc = self.rpc_client("cinder")
         self.scheduler = CinderScheduler(ctx)
         self.volume_service = CinderVolume(ctx, self.volumes)
+        self.quotas = CinderQuotas(self)
 
     async def start(self) -> None:
         await super().start()
@@ -99,6 +102,9 @@ class CinderApi(HttpService):
         await self.volume_service.stop()
         await self.scheduler.stop()
         await super().stop()
+
+    async def authenticate(self, request: Request) -> AuthContext:
+        return await self._auth(request)
 
     async def _auth(self, request: Request, step: Step | None = None) -> AuthContext:
         auth = await self.auth.validate(request.headers.get("x-auth-token"), step=step)
@@ -180,6 +186,7 @@ class CinderApi(HttpService):
             raise ApiError(400, f"Availability zone '{az}' is invalid.")
         image_ref = req.get("imageRef") or req.get("image_id")
         image = await self._image(auth, image_ref, size) if image_ref else {}
+        self.quotas.check_create(request.path_params["project_id"], size)  # after the request checks
         vid = str(uuid.uuid4())
         vol = {
             "id": vid, "name": req.get("name", req.get("display_name")),
@@ -409,6 +416,7 @@ class CinderApi(HttpService):
             Route(f"{p}/attachments", ep(self.list_attachments), methods=["GET"]),
             Route(f"{p}/attachments/{{attachment_id}}", ep(self.show_attachment), methods=["GET"]),
             Route(f"{p}/attachments/{{attachment_id}}", ep(self.delete_attachment), methods=["DELETE"]),
+            *self.quotas.routes(p, ep),
         ]
         return make_app(routes, render=nova_error, tracer=self.tracer, port=self.port)
 

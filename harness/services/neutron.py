@@ -35,8 +35,13 @@ EXTENSIONS = [
     ("network-mtu", "Network MTU"), ("external-net", "Neutron external network"),
     ("network_availability_zone", "Network Availability Zone"), ("standard-attr-description", "standard-attr-description"),
     ("standard-attr-revisions", "Resource revision numbers"), ("pagination", "Pagination support"),
-    ("sorting", "Sorting support"),
+    ("sorting", "Sorting support"), ("quotas", "Quota management support"),
+    ("quota_details", "Quota details extension"),
 ]
+
+#: Per-project quotas as ``GET /v2.0/quotas/{project_id}`` reports them.
+QUOTAS = {"network": 100, "subnet": 100, "port": -1, "router": 10, "floatingip": 50,
+          "security_group": 10, "security_group_rule": 100, "subnetpool": -1, "rbac_policy": 10}
 
 AGENT_TOPIC = "q-agent-notifier"
 PLUGIN_TOPIC = "q-plugin"
@@ -324,6 +329,19 @@ class Neutron(HttpService):
             raise ApiError(404, f"Subnet {subnet_id} could not be found.", kind="SubnetNotFound")
         return {"subnet": subnet}, 200
 
+    async def show_quota(self, request: Request):
+        """Neutron's quotas (defaults of neutron.conf; ``port`` lifted to -1, as the harness lifts
+        the quotas that would cap a load test; the others cannot be exhausted here)."""
+        auth = await self._auth(request)
+        project_id = request.path_params["project_id"].removesuffix(".json")
+        detail = project_id.endswith("/details") or request.url.path.rstrip("/").endswith("details")
+        if project_id != auth.project_id and not auth.is_admin:
+            raise ApiError(403, "rule:get_quota is disallowed by policy", kind="PolicyNotAuthorized")
+        if not detail:
+            return {"quota": dict(QUOTAS)}, 200
+        used = {"port": sum(1 for p in self.plugin.ports.values() if p["project_id"] == project_id)}
+        return {"quota": {k: {"limit": v, "used": used.get(k, 0), "reserved": 0} for k, v in QUOTAS.items()}}, 200
+
     async def extensions(self, request: Request):
         await self._auth(request)
         return {"extensions": [
@@ -351,6 +369,9 @@ class Neutron(HttpService):
             Route("/v2.0/subnets", handler(self.list_subnets), methods=["GET"]),
             Route("/v2.0/subnets/{subnet_id}", handler(self.show_subnet), methods=["GET"]),
             Route("/v2.0/extensions", handler(self.extensions), methods=["GET"]),
+            Route("/v2.0/quotas/{project_id}", handler(self.show_quota), methods=["GET"]),
+            Route("/v2.0/quotas/{project_id}/details", handler(self.show_quota), methods=["GET"]),
+            Route("/v2.0/quotas/{project_id}/details.json", handler(self.show_quota), methods=["GET"]),
             Route("/v2.0/ports", handler(self.create_port), methods=["POST"]),
             Route("/v2.0/ports", handler(self.list_ports), methods=["GET"]),
             Route("/v2.0/ports/{port_id}", handler(self.show_port), methods=["GET"]),

@@ -257,6 +257,8 @@ CASES = [
          body={"network": {}}),
     Case("neutron-bad-limit", "neutron", "GET", "/networks?limit=x", 400, "Invalid input for limit",
          "HTTPBadRequest"),
+    Case("neutron-quota-other-project", "neutron", "GET", "/quotas/{admin_project}", 403,
+         "rule:get_quota is disallowed by policy", "PolicyNotAuthorized"),
     Case("neutron-no-token", "neutron", "GET", "/networks", 401, "requires authentication", "HTTPUnauthorized",
          token=None),
     # -- Cinder -------------------------------------------------------------------------------
@@ -293,6 +295,13 @@ CASES = [
     Case("cinder-microversion-too-new", "cinder", "GET", "/volumes", 406,
          "Version 3.99 is not supported by the API. Minimum is 3.0 and maximum is 3.71.", "computeFault",
          headers={"OpenStack-API-Version": "volume 3.99"}),
+    Case("cinder-quota-volumes", "cinder", "POST", "/volumes", 413,
+         "VolumeLimitExceeded: Maximum number of volumes allowed (2) exceeded for quota 'volumes'.",
+         "overLimit", body={"volume": {"size": 1}}),
+    Case("cinder-quota-update-member", "cinder", "PUT", "/os-quota-sets/{demo_project}", 403,
+         "volume_extension:quotas:update", "forbidden", body={"quota_set": {"volumes": 50}}),
+    Case("cinder-quota-other-project", "cinder", "GET", "/os-quota-sets/{admin_project}", 403,
+         "volume_extension:quotas:show", "forbidden"),
     Case("cinder-other-project-url", "cinder", "GET", "/../{admin_project}/volumes", 400,
          "Malformed request url", "badRequest"),
 ]
@@ -347,7 +356,11 @@ async def ctx(tmp_path_factory):
         resp = await http.post(f"{cinder}/attachments", headers={**demo, **ATT}, json={"attachment": {
             "volume_uuid": c["vol_in_use"], "instance_uuid": c["server"], "connector": {"host": "h"}}})
         assert resp.status_code == 200, resp.text
-        # admin's project may boot nothing (the quota case)
+        # demo may have no more volumes (the Cinder quota case)
+        resp = await http.put(settings.endpoint("cinder") + f"/v3/{c['admin_project']}/os-quota-sets/"
+                              f"{c['demo_project']}", headers=admin, json={"quota_set": {"volumes": 2}})
+        assert resp.status_code == 200, resp.text
+        # admin's project may boot nothing (the Nova quota case)
         resp = await http.put(f"{nova}/os-quota-sets/{c['admin_project']}", headers=admin,
                               json={"quota_set": {"instances": 0}})
         assert resp.status_code == 200, resp.text

@@ -146,6 +146,9 @@ async def test_actions_and_admin_views(make_cloud):
             assert limits.absolute.instances_used == 1 and limits.absolute.total_cores_used == 1
 
             project = conn.current_project_id
+            assert conn.block_storage.get_limits().absolute.max_total_volumes == 10
+            assert admin.block_storage.get_quota_set(project, usage=True).usage["volumes"] == 0
+            assert conn.network.get_quota(project, details=True).ports["used"] == 1
             admin.compute.update_quota_set(project, instances=1)
             assert conn.compute.get_quota_set(project).instances == 1
             with pytest.raises(sdk_exc.ForbiddenException, match="Quota exceeded for instances"):
