@@ -47,31 +47,60 @@ class Tree:
         self.start = spans["start_ns"].to_numpy(dtype=np.int64)
         self.end = spans["end_ns"].to_numpy(dtype=np.int64)
         self.parent = parent_positions(spans)
-        step = spans["step"]
-        self.step = step.fillna(0).to_numpy(dtype=np.int64) if len(spans) else np.zeros(0, np.int64)
-        phase = spans["phase"]
-        phase_codes = pd.Categorical(phase.astype(object), categories=PHASES).codes.astype(np.int64)
+        self.step = spans["step"].fillna(0).to_numpy(dtype=np.int64) if len(spans) else np.zeros(0, np.int64)
+        phase_codes = _phase_codes(spans["phase"])
         #: the span that gives each span its phase (itself or its nearest phased ancestor)
         phased_by = nearest_labelled(self.parent, phase_codes >= 0)
         self.phase = np.where(phased_by >= 0, phase_codes[np.maximum(phased_by, 0)], -1)
         stepped_by = nearest_labelled(self.parent, self.step > 0)
         #: the step a span's time counts for (its own or its nearest numbered ancestor's; 0: none)
         self.eff_step = np.where(stepped_by >= 0, self.step[np.maximum(stepped_by, 0)], 0)
-        #: the boot (row of its step-3 span) each span belongs to, -1 if none
-        self.boot = nearest_labelled(self.parent, self.step == int(Step.BOOT_REQUEST))
+        #: the rows of the boots' step-3 spans, and the boot (index into ``roots``) of every span
+        self.roots = np.flatnonzero(self.step == int(Step.BOOT_REQUEST))
+        booted_by = nearest_labelled(self.parent, self.step == int(Step.BOOT_REQUEST))
+        index_of_root = np.full(len(spans), -1, dtype=np.int64)
+        index_of_root[self.roots] = np.arange(len(self.roots))
+        self.member = np.where(booted_by >= 0, index_of_root[np.maximum(booted_by, 0)], -1)
 
     def exclusive_ms(self) -> np.ndarray:
+        """Self time of every span (see :func:`analysis.tree.exclusive_ns`)."""
         return exclusive_ns(self.start, self.end, self.parent) / 1e6
 
 
-def _error_mask(spans: pd.DataFrame) -> np.ndarray:
-    return (spans["status_code"].astype(object) == "ERROR").to_numpy(dtype=bool)
+def _phase_codes(phase: pd.Series) -> np.ndarray:
+    """Index of each span's phase in PHASES (-1: none), from the categorical codes when possible."""
+    if isinstance(phase.dtype, pd.CategoricalDtype):
+        return phase.cat.set_categories(PHASES).cat.codes.to_numpy(dtype=np.int64)
+    return pd.Categorical(phase.astype(object), categories=PHASES).codes.astype(np.int64)
 
 
-def _attr(spans: pd.DataFrame, key: str) -> pd.Series:
-    if key in spans.columns:
-        return spans[key]
-    return pd.Series([None] * len(spans), index=spans.index, dtype=object)
+# -- column access that never converts a whole million-row column to Python objects ---------------
+def _eq(spans: pd.DataFrame, key: str, value: str) -> np.ndarray:
+    if key not in spans.columns:
+        return np.zeros(len(spans), dtype=bool)
+    return (spans[key] == value).fillna(False).to_numpy(dtype=bool)
+
+
+def _notna(spans: pd.DataFrame, key: str) -> np.ndarray:
+    if key not in spans.columns:
+        return np.zeros(len(spans), dtype=bool)
+    return spans[key].notna().to_numpy(dtype=bool)
+
+
+def _at(spans: pd.DataFrame, key: str, rows: np.ndarray) -> np.ndarray:
+    """Values of a column at some rows, as Python objects (None where missing)."""
+    if key not in spans.columns:
+        return np.full(len(rows), None, dtype=object)
+    vals = spans[key].take(rows).astype(object)
+    return vals.where(vals.notna(), None).to_numpy(dtype=object)
+
+
+def _pick(spans: pd.DataFrame, key: str, rows: np.ndarray) -> np.ndarray:
+    """Like :func:`_at` where ``rows`` may hold -1 (no row: None)."""
+    out = np.full(len(rows), None, dtype=object)
+    have = rows >= 0
+    out[have] = _at(spans, key, rows[have])
+    return out
 
 
 def _last_by_group(group: np.ndarray, value: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarray:
@@ -86,25 +115,6 @@ def _last_by_group(group: np.ndarray, value: np.ndarray, mask: np.ndarray, n_gro
     return out
 
 
-def boot_segments(spans: pd.DataFrame, tree: Tree | None = None) -> tuple[pd.DataFrame, Tree]:
-    """Each boot's rows: its step-3 span, its end span, its window and outcome (no phase times)."""
-    tree = tree or Tree(spans)
-    roots = np.flatnonzero(tree.step == int(Step.BOOT_REQUEST))
-    n_boots = len(roots)
-    index_of_root = np.full(len(spans), -1, dtype=np.int64)
-    index_of_root[roots] = np.arange(n_boots)
-    member = np.where(tree.boot >= 0, index_of_root[np.maximum(tree.boot, 0)], -1)
-    error = _error_mask(spans)
-    spawn_ok = (tree.step == int(Step.SPAWN)) & ~error
-    last_spawn = _last_by_group(member, tree.end, spawn_ok, n_boots)
-    last_any = _last_by_group(member, tree.end, np.ones(len(spans), dtype=bool), n_boots)
-    end_span = np.where(last_spawn >= 0, last_spawn, last_any)
-    boots = pd.DataFrame({"root": roots, "end_span": end_span, "active": last_spawn >= 0})
-    boots["start_ns"] = tree.start[roots]
-    boots["end_ns"] = tree.end[end_span] if n_boots else np.zeros(0, dtype=np.int64)
-    return boots.assign(member_count=np.bincount(member[member >= 0], minlength=n_boots)), tree
-
-
 @dataclass
 class BootAnalysis:
     """The boot table and what it was computed from (for per-step and per-span follow-ups)."""
@@ -113,12 +123,47 @@ class BootAnalysis:
     tree: Tree
     table: pd.DataFrame
     sections: Sections  # critical-path sections; ``segment`` is the row of ``table``
-    roots: np.ndarray  # row of each boot's step-3 span in ``spans``
+    end_span: np.ndarray  # row of each boot's end span in ``spans``
+
+    @property
+    def roots(self) -> np.ndarray:
+        return self.tree.roots
 
     def critical_step_ms(self) -> pd.DataFrame:
         """Milliseconds each boot spends on its critical path per step (a column per step number;
         time in spans without a step of their own counts for their nearest numbered ancestor)."""
-        return _critical_step_ms(self)
+        sec, tree, n = self.sections, self.tree, len(self.table)
+        n_steps = len(CATALOGUE) + 1
+        t0, t1 = _clip_to_window(sec, tree.start[tree.roots], tree.end[self.end_span])
+        ms = np.bincount(sec.segment * n_steps + tree.eff_step[sec.span], weights=t1 - t0,
+                         minlength=n * n_steps).reshape(n, n_steps) / 1e6
+        frame = pd.DataFrame(ms[:, 1:], columns=[int(s) for s in sorted(CATALOGUE)], index=self.table.index)
+        frame["none"] = ms[:, 0]
+        return frame
+
+    def critical_path(self, boot: int) -> pd.DataFrame:
+        """The critical path of the boot in row ``boot`` of the table (see :func:`critical_path`)."""
+        sec = self.sections
+        lo, hi = np.searchsorted(sec.segment, [boot, boot + 1])
+        one = Sections(sec.segment[lo:hi], sec.span[lo:hi], sec.t0[lo:hi], sec.t1[lo:hi])
+        return _sections_frame(self.spans, self.tree, one)
+
+
+def _clip_to_window(sec: Sections, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(sec.segment) == 0:
+        return sec.t0, sec.t1
+    t0 = np.maximum(sec.t0, starts[sec.segment])
+    t1 = np.maximum(np.minimum(sec.t1, ends[sec.segment]), t0)
+    return t0, t1
+
+
+def _end_spans(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray]:
+    """Each boot's end span (its last successful spawn, else its last span) and whether it spawned."""
+    n = len(tree.roots)
+    error = _eq(spans, "status_code", "ERROR")
+    spawned = _last_by_group(tree.member, tree.end, (tree.step == int(Step.SPAWN)) & ~error, n)
+    last = _last_by_group(tree.member, tree.end, np.ones(len(spans), dtype=bool), n)
+    return np.where(spawned >= 0, spawned, last), spawned >= 0
 
 
 def boot_table(spans: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +171,7 @@ def boot_table(spans: pd.DataFrame) -> pd.DataFrame:
 
     Columns: trace_id, root_span_id, instance_id, outcome, total_ms, one ``<phase>_ms`` per
     :class:`harness.steps.Phase` (auth apart, see above), other_ms, queue_wait_ms, work_ms
-    (total minus queue wait), host, scheduler, profile, run_id, error, failed_phase, no_valid_host,
+    (total minus queue wait), host, run_id, scheduler, profile, error, failed_phase, no_valid_host,
     reschedules, claim_rounds, n_spans, start_ns, end_ns.
     """
     return analyse_boots(spans).table
@@ -134,164 +179,142 @@ def boot_table(spans: pd.DataFrame) -> pd.DataFrame:
 
 def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
     """:func:`boot_table` plus the tree and critical-path sections behind it."""
-    boots, tree = boot_segments(spans)
-    n = len(boots)
-    roots, end_span = boots["root"].to_numpy(), boots["end_span"].to_numpy()
+    spans = spans.reset_index(drop=True)
+    tree = Tree(spans)
+    roots, n = tree.roots, len(tree.roots)
+    end_span, active = _end_spans(spans, tree)
     sections = critical_paths(tree.start, tree.end, tree.parent, end_span, roots)
-    window_start = tree.start[roots]
-    t0 = np.maximum(sections.t0, window_start[sections.segment])
-    t1 = np.minimum(sections.t1, tree.end[end_span][sections.segment])
-    length = np.clip(t1 - t0, 0, None)
+    t0, t1 = _clip_to_window(sections, tree.start[roots], tree.end[end_span])
     phase = tree.phase[sections.span]
     n_ph = len(PHASES)
     by_phase = np.bincount(sections.segment * (n_ph + 1) + np.where(phase >= 0, phase, n_ph),
-                           weights=length, minlength=n * (n_ph + 1)).reshape(n, n_ph + 1) / 1e6
+                           weights=t1 - t0, minlength=n * (n_ph + 1)).reshape(n, n_ph + 1) / 1e6
 
-    total_ns = tree.end[end_span] - window_start if n else np.zeros(0, dtype=np.int64)
     out = pd.DataFrame({
-        "trace_id": spans["trace_id"].to_numpy(dtype=object)[roots],
-        "root_span_id": spans["span_id"].to_numpy(dtype=object)[roots],
-        "instance_id": _boot_attribute(spans, tree, boots, ATTR_INSTANCE),
-        "outcome": np.where(boots["active"].to_numpy(), "ACTIVE", "ERROR"),
-        "total_ms": total_ns / 1e6,
+        "trace_id": _at(spans, "trace_id", roots),
+        "root_span_id": _at(spans, "span_id", roots),
+        "instance_id": _instance_ids(spans, tree),
+        "outcome": np.where(active, "ACTIVE", "ERROR"),
+        "total_ms": (tree.end[end_span] - tree.start[roots]) / 1e6,
     })
     for i, name in enumerate(PHASES):
         out[f"{name}_ms"] = by_phase[:, i]
-    out["auth_ms"] = _auth_ms(spans, tree, roots)
+    out["auth_ms"] = _auth_ms(spans, tree)
     out["other_ms"] = by_phase[:, n_ph]
-    member = _members(tree, boots)
-    queue = _attr(spans, ATTR_QUEUE_WAIT).astype(float).fillna(0.0).to_numpy()
-    in_queue_step = np.isin(tree.step, QUEUE_STEPS) & (member >= 0)
-    out["queue_wait_ms"] = np.bincount(member[in_queue_step], weights=queue[in_queue_step], minlength=n)
+    out["queue_wait_ms"] = _queue_wait_ms(spans, tree)
     out["work_ms"] = out["total_ms"] - out["queue_wait_ms"]
-    out["host"] = _host(spans, tree, boots, member)
+    out["host"] = _host(spans, tree)
     for attr, col in RUN_COLUMNS.items():
-        out[col] = _attr(spans, attr).astype(object).to_numpy()[roots] if n else []
-    out["error"], out["failed_phase"], out["no_valid_host"] = _errors(spans, tree, member, n)
-    out["reschedules"], out["claim_rounds"] = _retries(spans, tree, member, n)
-    out["n_spans"] = boots["member_count"].to_numpy()
-    out["start_ns"], out["end_ns"] = boots["start_ns"].to_numpy(), boots["end_ns"].to_numpy()
-    return BootAnalysis(spans=spans, tree=tree, table=out, sections=sections, roots=roots)
+        out[col] = _at(spans, attr, roots)
+    out["error"], out["failed_phase"], out["no_valid_host"] = _errors(spans, tree)
+    out["reschedules"], out["claim_rounds"] = _retries(spans, tree)
+    out["n_spans"] = np.bincount(tree.member[tree.member >= 0], minlength=n)
+    out["start_ns"], out["end_ns"] = tree.start[roots], tree.end[end_span]
+    return BootAnalysis(spans=spans, tree=tree, table=out, sections=sections, end_span=end_span)
 
 
-def _critical_step_ms(analysis: BootAnalysis) -> pd.DataFrame:
-    sec, tree, table = analysis.sections, analysis.tree, analysis.table
-    n, n_steps = len(table), len(CATALOGUE) + 1
-    roots = tree.start[analysis.roots]
-    ends = table["end_ns"].to_numpy()
-    t0 = np.maximum(sec.t0, roots[sec.segment]) if n else sec.t0
-    t1 = np.minimum(sec.t1, ends[sec.segment]) if n else sec.t1
-    step = tree.eff_step[sec.span]
-    ms = np.bincount(sec.segment * n_steps + step, weights=np.clip(t1 - t0, 0, None),
-                     minlength=n * n_steps).reshape(n, n_steps) / 1e6
-    frame = pd.DataFrame(ms[:, 1:], columns=[int(s) for s in sorted(CATALOGUE)], index=table.index)
-    frame["none"] = ms[:, 0]
-    return frame
+def _instance_ids(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
+    """``openstack.instance.id`` of the step-3 span, else of the boot's first span that has it."""
+    at_root = _at(spans, ATTR_INSTANCE, tree.roots)
+    first = _last_by_group(tree.member, -tree.start, _notna(spans, ATTR_INSTANCE), len(tree.roots))
+    return np.where(pd.notna(at_root), at_root, _pick(spans, ATTR_INSTANCE, first))
 
 
-def _members(tree: Tree, boots: pd.DataFrame) -> np.ndarray:
-    index_of_root = np.full(len(tree.start), -1, dtype=np.int64)
-    index_of_root[boots["root"].to_numpy()] = np.arange(len(boots))
-    return np.where(tree.boot >= 0, index_of_root[np.maximum(tree.boot, 0)], -1)
+def _queue_wait_ms(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
+    """Time messages of the boot waited in queues (steps 9, 13, 15, 19 record it)."""
+    rows = np.flatnonzero(np.isin(tree.step, QUEUE_STEPS) & (tree.member >= 0))
+    wait = pd.to_numeric(pd.Series(_at(spans, ATTR_QUEUE_WAIT, rows), dtype=object), errors="coerce")
+    return np.bincount(tree.member[rows], weights=wait.fillna(0.0).to_numpy(dtype=float),
+                       minlength=len(tree.roots))
 
 
-def _boot_attribute(spans: pd.DataFrame, tree: Tree, boots: pd.DataFrame, key: str) -> np.ndarray:
-    """The attribute on the boot's root span, else on the first span of the boot that has it."""
-    values = _attr(spans, key).astype(object).to_numpy()
-    member = _members(tree, boots)
-    has = pd.notna(values) & (member >= 0)
-    first = _last_by_group(member, -tree.start, has, len(boots))
-    out = np.where(first >= 0, values[np.maximum(first, 0)], None)
-    at_root = values[boots["root"].to_numpy()] if len(boots) else values[:0]
-    return np.where(pd.notna(at_root), at_root, out)
-
-
-def _host(spans: pd.DataFrame, tree: Tree, boots: pd.DataFrame, member: np.ndarray) -> np.ndarray:
+def _host(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
     """Where the VM was spawned (step 29's host), else the last host claimed for it (step 11)."""
-    spawn_host = _attr(spans, ATTR_HOST).astype(object).to_numpy()
-    claimed = _attr(spans, ATTR_CLAIMED).astype(object).to_numpy()
-    n = len(boots)
-    last_spawn = _last_by_group(member, tree.end, (tree.step == int(Step.SPAWN)) & pd.notna(spawn_host), n)
-    last_claim = _last_by_group(member, tree.end, pd.notna(claimed), n)
-    return np.where(last_spawn >= 0, spawn_host[np.maximum(last_spawn, 0)],
-                    np.where(last_claim >= 0, claimed[np.maximum(last_claim, 0)], None))
+    n = len(tree.roots)
+    spawn = _last_by_group(tree.member, tree.end, (tree.step == int(Step.SPAWN)) & _notna(spans, ATTR_HOST), n)
+    claim = _last_by_group(tree.member, tree.end, _notna(spans, ATTR_CLAIMED), n)
+    return np.where(spawn >= 0, _pick(spans, ATTR_HOST, spawn), _pick(spans, ATTR_CLAIMED, claim))
 
 
-def _errors(spans: pd.DataFrame, tree: Tree, member: np.ndarray, n: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each boot's first error message and its phase, and whether no valid host was found."""
-    err = _error_mask(spans) & (member >= 0)
-    first = _last_by_group(member, -tree.start, err, n)
-    messages = spans["status_message"].astype(object).to_numpy()
-    message = np.where(first >= 0, messages[np.maximum(first, 0)], None)
+def _errors(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each boot's original error (the error span that ended first: the failure that the others
+    propagate) with its phase, and whether no valid host was found."""
+    n = len(tree.roots)
+    err = _eq(spans, "status_code", "ERROR") & (tree.member >= 0)
+    first = _last_by_group(tree.member, -tree.end, err, n)  # the error that ended first is the origin
+    message = _pick(spans, "status_message", first)
     phase_names = np.array(PHASES + [None], dtype=object)
     failed_phase = np.where(first >= 0, phase_names[tree.phase[np.maximum(first, 0)]], None)
-    nvh_rows = err & (tree.step == int(Step.SCHEDULER_SELECT_HOST))
-    nvh_rows |= err & pd.Series(messages).astype(str).str.contains(NO_VALID_HOST, regex=False).to_numpy()
-    nvh = np.bincount(member[nvh_rows], minlength=n) > 0
-    return message, failed_phase, nvh
+    err_rows = np.flatnonzero(err)
+    text = pd.Series(_at(spans, "status_message", err_rows), dtype=object).fillna("").astype(str)
+    nvh_rows = err_rows[(tree.step[err_rows] == int(Step.SCHEDULER_SELECT_HOST))
+                        | text.str.contains(NO_VALID_HOST, regex=False).to_numpy(dtype=bool)]
+    return message, failed_phase, np.bincount(tree.member[nvh_rows], minlength=n) > 0
 
 
-def _retries(spans: pd.DataFrame, tree: Tree, member: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _retries(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray]:
     """Build attempts beyond the first (compute took a build message again) and claim rounds."""
-    method = _attr(spans, "openstack.rpc.method").astype(object).to_numpy()
-    kind = spans["kind"].astype(object).to_numpy()
-    builds = (method == "build_and_run_instance") & (kind == "CONSUMER") & (member >= 0)
-    reschedules = np.maximum(np.bincount(member[builds], minlength=n) - 1, 0)
-    selects = (tree.step == int(Step.SCHEDULER_SELECT_HOST)) & (member >= 0)
-    rounds = np.bincount(member[selects], minlength=n)
-    return reschedules, rounds
+    n = len(tree.roots)
+    builds = (_eq(spans, "openstack.rpc.method", "build_and_run_instance") & _eq(spans, "kind", "CONSUMER")
+              & (tree.member >= 0))
+    reschedules = np.maximum(np.bincount(tree.member[builds], minlength=n) - 1, 0)
+    selects = (tree.step == int(Step.SCHEDULER_SELECT_HOST)) & (tree.member >= 0)
+    return reschedules, np.bincount(tree.member[selects], minlength=n)
 
 
-def _auth_ms(spans: pd.DataFrame, tree: Tree, roots: np.ndarray) -> np.ndarray:
+def _auth_ms(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
     """Wall time of the auth steps (1-2) traced in the boot's trace (0 when the client did not)."""
-    auth = np.isin(tree.step, [int(Step.AUTH_REQUEST), int(Step.AUTH_ISSUE_TOKEN)])
-    if not auth.any() or not len(roots):
+    roots = tree.roots
+    auth = np.flatnonzero(np.isin(tree.step, [int(Step.AUTH_REQUEST), int(Step.AUTH_ISSUE_TOKEN)]))
+    if not len(auth) or not len(roots):
         return np.zeros(len(roots))
-    trace = spans["trace_id"].to_numpy(dtype=object)
-    frame = pd.DataFrame({"trace": trace[auth], "s": tree.start[auth], "e": tree.end[auth]})
+    frame = pd.DataFrame({"trace": _at(spans, "trace_id", auth), "s": tree.start[auth], "e": tree.end[auth]})
     window = frame.groupby("trace").agg(s=("s", "min"), e=("e", "max"))
-    ms = ((window["e"] - window["s"]) / 1e6).reindex(trace[roots]).fillna(0.0)
+    ms = ((window["e"] - window["s"]) / 1e6).reindex(_at(spans, "trace_id", roots)).fillna(0.0)
     return ms.to_numpy()
 
 
 def critical_path(spans: pd.DataFrame, *, end_span_id: str | None = None) -> pd.DataFrame:
-    """The critical path of one trace (or one boot of it): the chain of spans that decides its end.
+    """The critical path of one trace (or of its first boot): the chain of spans that decides its end.
 
-    Returns one row per section in time order: span_id, name, service, step, phase (the phase the
-    time counts for), start_ns, end_ns, ms. A span may own several sections (its own time before
+    Returns one row per section in time order: span_id, name, service, step (the step the time
+    counts for), phase, start_ns, end_ns, ms. A span may own several sections (its own time before
     and after the child on the path). For a boot the path runs from its step-3 span to its end
     (last step 29, or its last span); for any other trace, from the root to the span that ends last;
     ``end_span_id`` picks the end span explicitly.
     """
     spans = spans.reset_index(drop=True)
     if len(spans) == 0:
-        return pd.DataFrame(columns=["span_id", "name", "service", "step", "phase", "start_ns", "end_ns", "ms"])
+        return _sections_frame(spans, None, Sections(*(np.zeros(0, dtype=np.int64),) * 4))
     tree = Tree(spans)
     if end_span_id is not None:
-        hits = np.flatnonzero(spans["span_id"].to_numpy(dtype=object) == end_span_id)
+        hits = np.flatnonzero(_eq(spans, "span_id", end_span_id))
         if not len(hits):
             raise KeyError(f"span {end_span_id!r} is not in the trace")
         end = hits[:1]
-        stop = tree.boot[end] if tree.boot[end[0]] >= 0 else np.array([-1])
+        boot = tree.member[end[0]]
+        stop = tree.roots[[boot]] if boot >= 0 else np.array([-1])
+    elif len(tree.roots):
+        first = int(np.argmin(tree.start[tree.roots]))
+        ends, _ = _end_spans(spans, tree)
+        end, stop = ends[[first]], tree.roots[[first]]
     else:
-        boots, _ = boot_segments(spans, tree)
-        if len(boots):
-            first = int(np.argmin(boots["start_ns"].to_numpy()))
-            end, stop = boots["end_span"].to_numpy()[[first]], boots["root"].to_numpy()[[first]]
-        else:
-            end, stop = np.array([int(np.argmax(tree.end))]), np.array([-1])
-    sections = critical_paths(tree.start, tree.end, tree.parent, end, stop)
-    return _sections_frame(spans, tree, sections)
+        end, stop = np.array([int(np.argmax(tree.end))]), np.array([-1])
+    return _sections_frame(spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop))
 
 
-def _sections_frame(spans: pd.DataFrame, tree: Tree, sections: Sections) -> pd.DataFrame:
+
+
+def _sections_frame(spans: pd.DataFrame, tree: Tree | None, sections: Sections) -> pd.DataFrame:
     rows = sections.span
+    if tree is None:
+        return pd.DataFrame({c: [] for c in ("span_id", "name", "service", "step", "phase", "start_ns",
+                                             "end_ns", "ms")})
     phase = tree.phase[rows]
     return pd.DataFrame({
-        "span_id": spans["span_id"].to_numpy(dtype=object)[rows],
-        "name": spans["name"].astype(object).to_numpy()[rows],
-        "service": spans["service"].astype(object).to_numpy()[rows],
+        "span_id": _at(spans, "span_id", rows),
+        "name": _at(spans, "name", rows),
+        "service": _at(spans, "service", rows),
         "step": pd.array(np.where(tree.eff_step[rows] > 0, tree.eff_step[rows], 0), dtype="Int64"),
         "phase": np.where(phase >= 0, np.array(PHASES, dtype=object)[np.maximum(phase, 0)], None),
         "start_ns": sections.t0,

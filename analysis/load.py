@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
-from analysis.otlp import ParseStats, empty_frame, parse_otlp_bytes
+from analysis.otlp import ParseStats, empty_frame, parse_otlp_file
 
 SPANS_FILE = "spans.jsonl"
 CACHE_FILE = "spans.parquet"
@@ -89,7 +89,7 @@ def _load_file(path: Path, *, cache: bool) -> tuple[pd.DataFrame, ParseStats]:
         cached = _read_cache(cache_path, key)
         if cached is not None:
             return cached
-    frame, stats = parse_otlp_bytes(path.read_bytes())
+    frame, stats = parse_otlp_file(path)
     if cache:
         _write_cache(cache_path, frame, stats, key)
     return frame, stats

@@ -18,9 +18,11 @@ import base64
 import binascii
 import io
 import json
+import mmap
+import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -67,6 +69,11 @@ _OWN = {ATTR_STEP, ATTR_PHASE, "service.name"}
 #: A string attribute with fewer distinct values than this fraction of its rows becomes categorical.
 _CATEGORY_RATIO = 0.5
 
+#: Pieces the loader reads a file in (memory stays near one piece plus the result). Arrow parses a
+#: piece's blocks on both cores; few, large blocks keep the per-block flattening overhead small.
+CHUNK_BYTES = 128 << 20
+#: Arrow's parse block (one thread each); grown for a piece whose lines are longer.
+BLOCK_BYTES = 32 << 20
 #: Column order of the span table (attribute columns follow).
 BASE_COLUMNS = ["trace_id", "span_id", "parent_span_id", "service", "name", "kind", "step", "phase",
                 "start_ns", "end_ns", "duration_ms", "status_code", "status_message"]
@@ -92,27 +99,21 @@ class ParseStats:
 _ENUM_INT_SNIFF = re.compile(rb'"kind"\s*:\s*\d')
 
 
-def _block_size(data: bytes | memoryview) -> int:
-    """Arrow needs a block at least as long as the longest line (the harness writes 2048 spans/line)."""
-    arr = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    bounds = np.concatenate(([-1], newlines, [len(arr)]))
-    longest = int(np.diff(bounds).max()) if len(bounds) > 1 else len(arr)
-    size = 1 << 24  # 16 MiB: big blocks parse fastest
-    while size <= longest + 1:
-        size <<= 1
-    return size
-
-
-def read_otlp_table(data: bytes) -> pa.Table:
+def read_otlp_table(data: bytes | memoryview) -> pa.Table:
     """Parse OTLP/JSON lines with Arrow; raises ``pa.ArrowInvalid`` when a line does not fit."""
     schema = SCHEMA_ENUM_INTS if _ENUM_INT_SNIFF.search(data[:1 << 16]) else SCHEMA_ENUM_NAMES
-    return pj.read_json(
-        io.BytesIO(data),
-        read_options=pj.ReadOptions(block_size=_block_size(data), use_threads=True),
-        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore",
-                                      newlines_in_values=False),
-    )
+    block = BLOCK_BYTES
+    while True:
+        try:
+            return pj.read_json(
+                pa.BufferReader(pa.py_buffer(data)),
+                read_options=pj.ReadOptions(block_size=block, use_threads=True),
+                parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+        except pa.ArrowInvalid as exc:
+            # a line longer than a block (the harness writes up to 2048 spans a line)
+            if "straddling" not in str(exc) or block > len(data):
+                raise
+            block *= 4
 
 
 # -- slow path: normalise anything OTLP-like, count the rest ----------------------------------------
@@ -250,25 +251,88 @@ def normalise_lines(lines: Iterable[bytes], stats: ParseStats) -> bytes:
     return b"\n".join(out) + b"\n" if out else b""
 
 
-def parse_otlp_bytes(data: bytes, stats: ParseStats | None = None) -> tuple[pd.DataFrame, ParseStats]:
-    """OTLP/JSON lines -> span table (see :func:`spans_frame`), with what was malformed."""
-    stats = stats or ParseStats()
-    if not data.strip():
-        return empty_frame(), stats
+def iter_chunks(fh: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Pieces of a lines file, each ending at a line end (a line longer than a piece stays whole)."""
+    rest = b""
+    while True:
+        block = fh.read(chunk_bytes)
+        if not block:
+            break
+        data = rest + block if rest else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        yield data[:cut + 1]
+        rest = data[cut + 1:]
+    if rest:
+        yield rest
+
+
+def parse_chunk(data: bytes | memoryview, stats: ParseStats) -> pa.Table | None:
+    """One piece of a lines file -> a flat Arrow table of spans (None: nothing readable)."""
     try:
         table = read_otlp_table(data)
-        stats.lines += int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10)) + (
-            0 if data.endswith(b"\n") else 1)
+        lines = int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
+        stats.lines += lines + (0 if bytes(data[-1:]) == b"\n" else 1)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        clean = normalise_lines(data.splitlines(), stats)
+        clean = normalise_lines(bytes(data).splitlines(), stats)
         if not clean:
-            return empty_frame(), stats
-        table = pj.read_json(io.BytesIO(clean), read_options=pj.ReadOptions(block_size=_block_size(clean)),
-                             parse_options=pj.ParseOptions(explicit_schema=SCHEMA_ENUM_NAMES,
-                                                           unexpected_field_behavior="ignore"))
-    frame, bad = spans_frame(table)
+            return None
+        table = read_otlp_table(clean)
+    flat, bad = flat_spans(table)
     stats.malformed_spans += bad
-    return frame, stats
+    not_otlp = table.column("resourceSpans").null_count  # a JSON object, but not a request
+    if not_otlp:
+        stats.malformed_lines += not_otlp
+        stats.first_error = stats.first_error or "a line is JSON but not an ExportTraceServiceRequest"
+    return flat
+
+
+def parse_otlp_file(path: str | os.PathLike, stats: ParseStats | None = None,
+                    chunk_bytes: int = CHUNK_BYTES) -> tuple[pd.DataFrame, ParseStats]:
+    """A spans file, memory-mapped and parsed piece by piece (no copy of the file in memory)."""
+    stats = stats or ParseStats()
+    tables: list[pa.Table] = []
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return empty_frame(), stats
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                pos = 0
+                while pos < size:
+                    end = size
+                    if pos + chunk_bytes < size:
+                        cut = mm.rfind(b"\n", pos, pos + chunk_bytes)
+                        if cut < 0:  # one line longer than a piece: take it whole
+                            cut = mm.find(b"\n", pos + chunk_bytes)
+                        end = size if cut < 0 else cut + 1
+                    piece = view[pos:end]
+                    table = parse_chunk(piece, stats)
+                    piece.release()
+                    if table is not None:
+                        tables.append(table)
+                    if hasattr(mm, "madvise"):  # parsed pages need not stay resident
+                        mm.madvise(mmap.MADV_DONTNEED, pos - pos % mmap.PAGESIZE, end - pos + pos % mmap.PAGESIZE)
+                    pos = end
+            finally:
+                view.release()
+    return to_frame(tables), stats
+
+
+def parse_otlp_bytes(data: bytes, stats: ParseStats | None = None) -> tuple[pd.DataFrame, ParseStats]:
+    """OTLP/JSON lines (bytes) -> span table, with what was malformed."""
+    return parse_otlp_stream(io.BytesIO(data), stats)
+
+
+def parse_otlp_stream(fh: BinaryIO, stats: ParseStats | None = None,
+                      chunk_bytes: int = CHUNK_BYTES) -> tuple[pd.DataFrame, ParseStats]:
+    """OTLP/JSON lines read piece by piece (memory stays near one piece plus the result)."""
+    stats = stats or ParseStats()
+    tables = [t for t in (parse_chunk(c, stats) for c in iter_chunks(fh, chunk_bytes)) if t is not None]
+    return to_frame(tables), stats
 
 
 # -- flattening -------------------------------------------------------------------------------------
@@ -279,20 +343,6 @@ def _flatten(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 def _field(arr: pa.Array, name: str) -> pa.Array:
     return pc.struct_field(arr, name)
-
-
-def _resource_table(resources: pa.Array) -> pd.DataFrame:
-    """Resource attributes, one row per resource (a few per line: cheap in Python)."""
-    rows = []
-    for attrs in _field(resources, "attributes").to_pylist():
-        row: dict[str, Any] = {}
-        for kv in attrs or ():
-            key = kv["key"]
-            if key.startswith(_NOISE_RESOURCE):
-                continue
-            row[key] = _scalar(kv["value"] or {})
-        rows.append(row)
-    return pd.DataFrame(rows, index=range(len(rows)))
 
 
 def _scalar(value: dict[str, Any]) -> Any:
@@ -314,42 +364,84 @@ def _scatter(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
     return values.take(pa.array(pos, mask=pos < 0))
 
 
-def _to_series(arr: pa.Array) -> pd.Series:
-    """Arrow column -> pandas with a nullable dtype that keeps memory small."""
-    t = arr.type
-    if pa.types.is_integer(t):
-        return pd.Series(arr.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get))
-    if pa.types.is_floating(t):
-        return pd.Series(arr.to_numpy(zero_copy_only=False))
-    if pa.types.is_boolean(t):
-        return pd.Series(arr.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        valid = len(arr) - arr.null_count
-        enc = pc.dictionary_encode(arr)
-        if valid and len(enc.dictionary) <= max(1, _CATEGORY_RATIO * valid):
-            return pd.Series(enc.to_pandas())
-        return pd.Series(arr.to_pandas())
-    return pd.Series(arr.to_pylist(), dtype=object)
+def _dictionary(arr: pa.Array) -> pa.Array:
+    return arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
 
 
-def _attribute_columns(attrs: pa.Array, n: int) -> dict[str, pd.Series]:
-    """Span attributes as one column per key (nulls where a span lacks the key)."""
+def _resource_columns(resources: pa.Array, rs_of_sp: np.ndarray) -> dict[str, pa.Array]:
+    """Resource attributes broadcast to the spans (a few resources per line: cheap in Python)."""
+    rows: list[dict[str, Any]] = []
+    for attrs in _field(resources, "attributes").to_pylist():
+        row: dict[str, Any] = {}
+        for kv in attrs or ():
+            if not kv["key"].startswith(_NOISE_RESOURCE):
+                row[kv["key"]] = _scalar(kv["value"] or {})
+        rows.append(row)
+    out: dict[str, pa.Array] = {}
+    idx = pa.array(rs_of_sp)
+    for key in dict.fromkeys(k for row in rows for k in row):
+        values = [row.get(key) for row in rows]
+        try:
+            arr = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = pa.array([None if v is None else str(v) for v in values], pa.string())
+        if pa.types.is_string(arr.type):
+            enc = pc.dictionary_encode(arr)
+            out[key] = pa.DictionaryArray.from_arrays(enc.indices.take(idx), enc.dictionary)
+        else:
+            out[key] = arr.take(idx)
+    return out
+
+
+_VALUE_FIELDS = ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue", "arrayValue")
+
+
+def _attribute_columns(attrs: pa.Array, n: int) -> dict[str, pa.Array]:
+    """Span attributes as one column per key (nulls where a span lacks the key).
+
+    The key-value pairs are grouped by key with one sort; a key whose values all use one scalar
+    field (the usual case) is scattered with NumPy, its strings dictionary-encoded.
+    """
     kv, span_of = _flatten(attrs)
     if len(kv) == 0:
         return {}
     keys = pc.dictionary_encode(_field(kv, "key"))
     codes = keys.indices.to_numpy(zero_copy_only=False)
+    n_keys = len(keys.dictionary)
     order = np.argsort(codes, kind="stable")
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=len(keys.dictionary)))))
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=n_keys))))
     value = _field(kv, "value")
-    columns: dict[str, pd.Series] = {}
+    fields = {name: _field(value, name) for name in _VALUE_FIELDS}
+    present = {name: np.bincount(codes, weights=arr.is_valid().to_numpy(zero_copy_only=False),
+                                 minlength=n_keys) > 0
+               for name, arr in fields.items() if arr.null_count < len(arr)}
+    columns: dict[str, pa.Array] = {}
     for k, key in enumerate(keys.dictionary.to_pylist()):
         rows = order[bounds[k]:bounds[k + 1]]
-        if key in _OWN or len(rows) == 0:
+        if len(rows) == 0:
             continue
-        vals = value.take(pa.array(rows))
-        columns[key] = _to_series(_scatter(_typed_value(vals), span_of[rows], n))
+        used = [name for name, mask in present.items() if mask[k]]
+        targets = span_of[rows]
+        if used == ["stringValue"]:
+            enc = pc.dictionary_encode(fields["stringValue"].take(rows))
+            columns[key] = _scatter_dictionary(enc, targets, n)
+        elif used == ["intValue"]:
+            columns[key] = _scatter(pc.cast(fields["intValue"].take(rows), pa.int64()), targets, n)
+        elif used in (["doubleValue"], ["boolValue"]):
+            columns[key] = _scatter(fields[used[0]].take(rows), targets, n)
+        else:
+            typed = _typed_value(value.take(pa.array(rows)))
+            if pa.types.is_string(typed.type):
+                typed = pc.dictionary_encode(typed)
+            columns[key] = _scatter(typed, targets, n)
     return columns
+
+
+def _scatter_dictionary(enc: pa.DictionaryArray, rows: np.ndarray, n: int) -> pa.Array:
+    """Like :func:`_scatter`, moving only the dictionary indices."""
+    idx = np.full(n, -1, dtype=np.int32)
+    idx[rows] = enc.indices.to_numpy(zero_copy_only=False)
+    return pa.DictionaryArray.from_arrays(pa.array(idx, mask=idx < 0), enc.dictionary)
 
 
 def _array_strings(arr: pa.Array) -> pa.Array:
@@ -383,122 +475,185 @@ def _typed_value(vals: pa.StructArray) -> pa.Array:
     return out
 
 
-#: Step number -> phase name (index 0: no step).
-_STEP_PHASE = np.array([""] + [CATALOGUE[s].phase.value for s in sorted(CATALOGUE)], dtype=object)
-#: Phase categories in the catalogue's order.
+#: Step number -> phase index in PHASES (index 0: no step -> -1).
 PHASES = [p.value for p in Phase]
+_STEP_PHASE = np.array([-1] + [PHASES.index(CATALOGUE[s].phase.value) for s in sorted(CATALOGUE)])
 
 
-def _enum_short(arr: pa.Array, names: dict[int, str], prefix: str, default: str) -> pd.Series:
+def _short_enum(arr: pa.Array, names: dict[int, str], prefix: str, default: str) -> pa.Array:
+    """``SPAN_KIND_SERVER`` or ``2`` -> ``SERVER`` (worked on the few distinct values only)."""
     if pa.types.is_integer(arr.type):
-        mapped = pd.Series(arr.to_numpy(zero_copy_only=False)).map(names)
-        return mapped.fillna(default).astype("category")
-    short = pc.replace_substring_regex(arr, f"^{prefix}", "")
-    return pd.Series(pc.fill_null(short, default).to_pandas()).astype("category")
+        arr = pc.cast(arr, pa.string())
+        enc = pc.dictionary_encode(pc.fill_null(arr, "0"))
+        names_by_str = {str(k): v for k, v in names.items()}
+        short = pa.array([names_by_str.get(v, default) for v in enc.dictionary.to_pylist()], pa.string())
+    else:
+        enc = pc.dictionary_encode(pc.fill_null(arr, default))
+        short = pc.replace_substring_regex(enc.dictionary, f"^{prefix}", "")
+    return pc.dictionary_encode(pc.take(short, enc.indices))
 
 
-def spans_frame(table: pa.Table) -> tuple[pd.DataFrame, int]:
-    """Flatten a table of requests into a row per span; returns it and the spans dropped as bad."""
-    rs_lists = table.column("resourceSpans").combine_chunks()
+def _step_and_phase(attr_cols: dict[str, pa.Array], n: int) -> tuple[pa.Array, pa.Array]:
+    """``step`` (int64, null when a span is not a boot step) and ``phase`` (dictionary)."""
+    raw = attr_cols.pop(ATTR_STEP, None)
+    if raw is None:
+        step = np.zeros(n, dtype=np.int64)
+    else:
+        if pa.types.is_dictionary(raw.type):
+            raw = raw.cast(pa.string())
+        if not pa.types.is_integer(raw.type):
+            numeric = pd.to_numeric(pd.Series(raw.to_pandas(), dtype=object), errors="coerce")
+            raw = pa.array(numeric.where(numeric == numeric.round()).astype("Int64"))
+        step = pc.fill_null(raw, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        step[(step < 1) | (step > len(CATALOGUE))] = 0
+    phase_idx = _STEP_PHASE[step]
+    extra: list[str] = []
+    attr = attr_cols.pop(ATTR_PHASE, None)
+    if attr is not None:
+        named = pc.fill_null(attr.cast(pa.string()), "").to_numpy(zero_copy_only=False)
+        missing = (phase_idx < 0) & (named != "")
+        if missing.any():
+            values = named[missing]
+            extra = sorted(set(values) - set(PHASES))
+            lookup = {p: i for i, p in enumerate(PHASES + extra)}
+            phase_idx[missing] = [lookup[v] for v in values]
+    phase = pa.DictionaryArray.from_arrays(pa.array(phase_idx, mask=phase_idx < 0, type=pa.int32()),
+                                           pa.array(PHASES + extra, pa.string()))
+    return pa.array(step, mask=step == 0), phase
+
+
+def flat_spans(table: pa.Table) -> tuple[pa.Table | None, int]:
+    """Flatten parsed requests into an Arrow table, a row a span; also the spans dropped as bad."""
+    parts, bad = [], 0
+    for chunk in table.column("resourceSpans").chunks:
+        part, b = _flat_chunk(chunk)
+        bad += b
+        if part is not None:
+            parts.append(part)
+    return (_concat(parts) if parts else None), bad
+
+
+def _flat_chunk(rs_lists: pa.Array) -> tuple[pa.Table | None, int]:
     rs, _ = _flatten(rs_lists)
     ss, rs_of_ss = _flatten(_field(rs, "scopeSpans"))
     sp, ss_of_sp = _flatten(_field(ss, "spans"))
     rs_of_sp = rs_of_ss[ss_of_sp]
-
-    ids = {k: _field(sp, k) for k in ("traceId", "spanId", "startTimeUnixNano", "endTimeUnixNano")}
-    good = pc.and_(pc.and_(pc.is_valid(ids["traceId"]), pc.is_valid(ids["spanId"])),
-                   pc.and_(pc.is_valid(ids["startTimeUnixNano"]), pc.is_valid(ids["endTimeUnixNano"])))
-    good = pc.and_(good, pc.and_(pc.utf8_is_alnum(pc.fill_null(ids["startTimeUnixNano"], "x")),
-                                 pc.utf8_is_alnum(pc.fill_null(ids["endTimeUnixNano"], "x"))))
-    bad = len(sp) - pc.sum(pc.cast(good, pa.int64())).as_py() if len(sp) else 0
+    start_s, end_s = _field(sp, "startTimeUnixNano"), _field(sp, "endTimeUnixNano")
+    good = pc.and_(pc.and_(pc.is_valid(_field(sp, "traceId")), pc.is_valid(_field(sp, "spanId"))),
+                   pc.and_(pc.utf8_is_numeric(pc.fill_null(start_s, "x")),
+                           pc.utf8_is_numeric(pc.fill_null(end_s, "x"))))
+    n_good = pc.sum(pc.cast(good, pa.int64())).as_py() or 0
+    bad = len(sp) - n_good
     if bad:
-        sp, rs_of_sp = sp.filter(good), rs_of_sp[np.asarray(good.to_numpy(zero_copy_only=False))]
+        keep = good.to_numpy(zero_copy_only=False)
+        sp, rs_of_sp = sp.filter(good), rs_of_sp[keep]
     n = len(sp)
     if n == 0:
-        return empty_frame(), bad
-
-    start = pc.cast(_field(sp, "startTimeUnixNano"), pa.int64()).to_numpy()
-    end = pc.cast(_field(sp, "endTimeUnixNano"), pa.int64()).to_numpy()
-    parent = pc.if_else(pc.equal(pc.fill_null(_field(sp, "parentSpanId"), ""), ""), None,
-                        _field(sp, "parentSpanId"))
+        return None, bad
+    start = pc.cast(_field(sp, "startTimeUnixNano"), pa.int64())
+    end = pc.cast(_field(sp, "endTimeUnixNano"), pa.int64())
+    parent = _field(sp, "parentSpanId")
+    parent = pc.if_else(pc.equal(pc.fill_null(parent, ""), ""), pa.scalar(None, pa.string()), parent)
     attr_cols = _attribute_columns(_field(sp, "attributes"), n)
-
-    step = _step_column(_field(sp, "attributes"), n)
-    phase = _STEP_PHASE[step.fillna(0).to_numpy(dtype=np.int64)]
-    phase = np.where(phase == "", _phase_attribute(_field(sp, "attributes"), n), phase)
-    phase = np.where(phase == "", None, phase)
-
-    resources = _resource_table(_field(rs, "resource"))
+    step, phase = _step_and_phase(attr_cols, n)
+    resource = _resource_columns(_field(rs, "resource"), rs_of_sp)
+    service = resource.pop("service.name", pa.nulls(n, pa.dictionary(pa.int32(), pa.string())))
     status = _field(sp, "status")
-    frame = pd.DataFrame({
-        "trace_id": _lower(_field(sp, "traceId")).to_pandas(),
-        "span_id": _lower(_field(sp, "spanId")).to_pandas(),
-        "parent_span_id": _lower(parent).to_pandas(),
-        "service": _resource_values(resources, "service.name", rs_of_sp),
-        "name": pd.Series(pc.dictionary_encode(_field(sp, "name")).to_pandas()),
-        "kind": _enum_short(_field(sp, "kind"), KIND_NAMES, "SPAN_KIND_", "UNSPECIFIED"),
-        "step": step,
-        "phase": pd.Categorical(phase, categories=PHASES + _extra_phases(phase)),
-        "start_ns": start,
-        "end_ns": end,
-        "duration_ms": (end - start) / 1e6,
-        "status_code": _enum_short(_field(status, "code"), STATUS_NAMES, "STATUS_CODE_", "UNSET"),
-        "status_message": _field(status, "message").to_pandas(),
-    })
-    for key in resources.columns:
-        if key != "service.name":
-            frame[key] = _resource_values(resources, key, rs_of_sp)
-    for key, col in attr_cols.items():
-        if key not in frame.columns:
-            frame[key] = col.values
-    return frame, bad
+    columns: dict[str, pa.Array] = {
+        "trace_id": _field(sp, "traceId"), "span_id": _field(sp, "spanId"), "parent_span_id": parent,
+        "service": service, "name": pc.dictionary_encode(_field(sp, "name")),
+        "kind": _short_enum(_field(sp, "kind"), KIND_NAMES, "SPAN_KIND_", "UNSPECIFIED"),
+        "step": step, "phase": phase, "start_ns": start, "end_ns": end,
+        "duration_ms": pc.divide(pc.cast(pc.subtract(end, start), pa.float64()), 1e6),
+        "status_code": _short_enum(_field(status, "code"), STATUS_NAMES, "STATUS_CODE_", "UNSET"),
+        "status_message": _field(status, "message"),
+    }
+    for key, arr in [*resource.items(), *attr_cols.items()]:
+        if key not in columns and key not in _OWN:
+            columns[key] = arr
+    return pa.table(columns), bad
 
 
-def _lower(arr: pa.Array) -> pa.Array:
-    """Hex ids in lower case (Jaeger and the SDK agree on that)."""
-    return pc.utf8_lower(arr)
+# -- Arrow -> pandas ------------------------------------------------------------------------------
+def _common_type(types: set[pa.DataType]) -> pa.DataType | None:
+    """The type a column takes when chunks disagree (None: they agree)."""
+    types = {t for t in types if not pa.types.is_null(t)}
+    if len(types) <= 1:
+        return None
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        return pa.float64()
+    return pa.string()
 
 
-def _extra_phases(phase: np.ndarray) -> list[str]:
-    """Phases named by an attribute but not in the catalogue (kept rather than lost)."""
-    return sorted({p for p in pd.unique(phase) if p is not None and p not in PHASES})
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate flat tables whose attribute columns may differ in presence or type."""
+    if len(tables) == 1:
+        return tables[0]
+    types: dict[str, set[pa.DataType]] = {}
+    for t in tables:
+        for f in t.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    for name, ts in types.items():
+        target = _common_type(ts)
+        if target is None:
+            continue
+        for i, t in enumerate(tables):
+            if name in t.column_names:
+                col = t.column(name)
+                if pa.types.is_dictionary(col.type):
+                    col = col.cast(col.type.value_type)
+                if pa.types.is_list(col.type):
+                    col = pa.chunked_array([pa.array([None if v is None else json.dumps(v)
+                                                      for v in col.to_pylist()], pa.string())])
+                tables[i] = t.set_column(t.column_names.index(name), name, col.cast(target))
+    # a column missing from a table is filled with nulls of its type
+    schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+    return pa.concat_tables([_conform(t, schema) for t in tables])
 
 
-def _resource_values(resources: pd.DataFrame, key: str, rs_of_sp: np.ndarray) -> pd.Series:
-    if key not in resources.columns:
-        return pd.Series(pd.Categorical([None] * len(rs_of_sp)))
-    col = resources[key]
-    if col.map(lambda v: isinstance(v, str) or v is None or v != v).all():
-        cat = pd.Categorical(col.where(col.notna(), None))
-        return pd.Series(pd.Categorical.from_codes(cat.codes[rs_of_sp], categories=cat.categories))
-    return pd.Series(col.to_numpy()[rs_of_sp])
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            cols.append(col if col.type == field.type else col.cast(field.type))
+        else:
+            cols.append(pa.nulls(len(table), field.type))
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _attribute_lookup(attrs: pa.Array, key: str, n: int) -> tuple[pa.Array, np.ndarray]:
-    kv, span_of = _flatten(attrs)
-    mask = pc.equal(_field(kv, "key"), key)
-    rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-    return _field(kv, "value").take(pa.array(rows)), span_of[rows]
+def _series(col: pa.ChunkedArray, name: str) -> pd.Series:
+    """One column to pandas with a small nullable dtype."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        dict_size = sum(len(c.dictionary) for c in col.chunks)
+        valid = len(col) - col.null_count
+        if name in _ALWAYS_CATEGORY or dict_size <= max(1, _CATEGORY_RATIO * valid):
+            return pd.Series(col.to_pandas())  # Categorical (dictionaries unified)
+        return pd.Series(col.cast(t.value_type).to_pandas())
+    if pa.types.is_integer(t):
+        if col.null_count == 0 and name in ("start_ns", "end_ns"):
+            return pd.Series(col.to_numpy())
+        return pd.Series(col.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get))
+    if pa.types.is_boolean(t):
+        return pd.Series(col.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
+    if pa.types.is_null(t):
+        return pd.Series([None] * len(col), dtype=object)
+    return pd.Series(col.to_pandas())
 
 
-def _step_column(attrs: pa.Array, n: int) -> pd.Series:
-    """``openstack.boot.step`` as nullable Int64 (an int in OTLP, a string from some exporters)."""
-    vals, rows = _attribute_lookup(attrs, ATTR_STEP, n)
-    raw = pc.coalesce(_field(vals, "intValue"), _field(vals, "stringValue"),
-                      pc.cast(_field(vals, "doubleValue"), pa.string()))
-    numeric = pd.to_numeric(pd.Series(raw.to_pandas(), dtype=object), errors="coerce")
-    out = np.full(n, np.nan)
-    out[rows] = numeric.to_numpy(dtype=float)
-    valid = ~np.isnan(out) & (out == np.floor(out)) & (out >= 1) & (out <= len(CATALOGUE))
-    return pd.Series(pd.array(np.where(valid, out, 0).astype(np.int64), dtype="Int64")).mask(~valid)
+_ALWAYS_CATEGORY = {"service", "name", "kind", "phase", "status_code"}
 
 
-def _phase_attribute(attrs: pa.Array, n: int) -> np.ndarray:
-    vals, rows = _attribute_lookup(attrs, ATTR_PHASE, n)
-    out = np.full(n, "", dtype=object)
-    strings = _field(vals, "stringValue").to_numpy(zero_copy_only=False)
-    out[rows] = np.where(pd.isna(strings), "", strings)
-    return out
+def to_frame(tables: list[pa.Table]) -> pd.DataFrame:
+    """Flat Arrow tables -> the span table (categoricals for repeated strings, nullable ints)."""
+    if not tables:
+        return empty_frame()
+    table = _concat(tables)
+    frame = pd.DataFrame({name: _series(table.column(name), name) for name in table.column_names})
+    frame["phase"] = frame["phase"].cat.set_categories(
+        PHASES + [c for c in frame["phase"].cat.categories if c not in PHASES])
+    return frame
 
 
 def empty_frame() -> pd.DataFrame:
@@ -508,4 +663,5 @@ def empty_frame() -> pd.DataFrame:
     for c in ("start_ns", "end_ns"):
         frame[c] = frame[c].astype(np.int64)
     frame["duration_ms"] = frame["duration_ms"].astype(float)
+    frame["phase"] = pd.Categorical([], categories=PHASES)
     return frame

@@ -24,27 +24,61 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+
+
+def hex_ids(ids: pd.Series) -> np.ndarray | None:
+    """16-hex-digit span ids as uint64 (0 for a missing id), vectorised over the string buffer;
+    None when some id is not 16 hex digits (the caller falls back to strings)."""
+    arr = pa.chunked_array(pa.array(ids.array, from_pandas=True)).combine_chunks() \
+        if not isinstance(ids.dtype, pd.CategoricalDtype) else None
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    arr = pc.fill_null(arr, "0" * 16)
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if pc.min_max(pc.binary_length(arr)).as_py() != {"min": 16, "max": 16}:
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type)
+                            else np.int32)[arr.offset:arr.offset + n + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[0] + 16 * n]
+    nibbles = _HEX[data]
+    if nibbles.max() == 255:
+        return None
+    nibbles = nibbles.reshape(n, 16)
+    packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]  # 8 bytes, most significant first
+    return np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
 
 
 def parent_positions(spans: pd.DataFrame) -> np.ndarray:
-    """Row of each span's parent (-1: a root, or a parent missing from the table)."""
+    """Row of each span's parent (-1: a root, or a parent missing from the table).
+
+    Span ids are 64-bit and random, so they are matched as integers; a table where they repeat
+    (two traces sharing an id) is matched on trace id and span id as strings instead.
+    """
     if len(spans) == 0:
         return np.zeros(0, dtype=np.int64)
-    ids = pd.Index(spans["span_id"].to_numpy(dtype=object))
-    parents = spans["parent_span_id"].to_numpy(dtype=object)
-    if ids.is_unique:
-        pos = ids.get_indexer(parents)
-        # a colliding id from another trace is not a parent
-        if len(pos):
-            bad = (pos >= 0) & (spans["trace_id"].to_numpy(dtype=object)[np.maximum(pos, 0)]
-                                != spans["trace_id"].to_numpy(dtype=object))
-            pos[bad] = -1
-        return pos.astype(np.int64)
+    own, parent = hex_ids(spans["span_id"]), hex_ids(spans["parent_span_id"])
+    if own is not None and parent is not None:
+        index = pd.Index(own)
+        if index.is_unique:
+            pos = index.get_indexer(parent)
+            pos[parent == 0] = -1
+            return pos.astype(np.int64)
     trace = spans["trace_id"].astype(str).to_numpy(dtype=object)
     keys = pd.Index(trace + ":" + spans["span_id"].astype(str).to_numpy(dtype=object))
     first = ~keys.duplicated()
     lookup = pd.Index(keys[first])
-    pos_in_first = lookup.get_indexer(trace + ":" + pd.Series(parents).astype(str).to_numpy(dtype=object))
+    parents = spans["parent_span_id"].astype(object).where(spans["parent_span_id"].notna(), "")
+    pos_in_first = lookup.get_indexer(trace + ":" + parents.astype(str).to_numpy(dtype=object))
     rows = np.flatnonzero(first)
     return np.where(pos_in_first >= 0, rows[np.maximum(pos_in_first, 0)], -1).astype(np.int64)
 
@@ -147,7 +181,7 @@ def critical_paths(start: np.ndarray, end: np.ndarray, parent: np.ndarray,
     n = len(start)
     # children grouped by parent, each group sorted by (end, start, row)
     child = np.flatnonzero(parent >= 0)
-    order = child[np.lexsort((child, start[child], end[child], parent[child]))]
+    order = child[np.lexsort((start[child], end[child], parent[child]))]  # stable: row breaks ties
     counts = np.bincount(parent[order], minlength=n) if len(order) else np.zeros(n, dtype=np.int64)
     lo = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
     hi = lo + counts
