@@ -149,6 +149,8 @@ class Scheduler(abc.ABC):
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
+    #: whether decisions read which hosts cache the image (the service skips that read otherwise)
+    uses_image_cache: bool = False
 
     def __init__(self, *, rng: random.Random, **options: Any) -> None:
         unknown = set(options) - set(self.options)

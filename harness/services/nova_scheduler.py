@@ -1,8 +1,8 @@
 """nova-scheduler: steps 9-12 (take the request, choose a host, claim it, cast to its compute).
 
 The algorithm is pluggable (:mod:`harness.scheduling`). Per round it reads the compute nodes, the
-hosts whose image cache holds the requested image and, for a server-group member, the group and
-its members' hosts, and runs the algorithm over them (step 10). The claim (step 11) is atomic in
+hosts whose image cache holds the requested image (when the algorithm looks at it) and, for a
+server-group member, the group and its members' hosts, and runs the algorithm over them (step 10). The claim (step 11) is atomic in
 the DB with a generation check, so several scheduler workers never over-commit a host; as placement
 does, a generation conflict re-reads that one host and retries while the request still fits
 (:mod:`harness.scheduling.claims`), then moves to the next
@@ -107,7 +107,7 @@ class NovaScheduler(Service):
                 return await providers.node_columns(self.db)
 
         async def cached() -> list[str]:
-            if not image_id:
+            if not image_id or not self.algorithm.uses_image_cache:
                 return []
             async with self.db.span(self.tracer, "SELECT", "compute_image_cache"):
                 return await image_cache.hosts_with(self.db, image_id)
@@ -155,10 +155,10 @@ class NovaScheduler(Service):
                                      "openstack.server_group.policy": group.policy})
             if decision.chosen is not None:
                 chosen = decision.chosen
-                span.set_attributes({
-                    "openstack.scheduler.chosen_host": chosen.host,
-                    "openstack.scheduler.image_cached": bool(req.image_id) and req.image_id in chosen.cached_images,
-                })
+                span.set_attribute("openstack.scheduler.chosen_host", chosen.host)
+                if self.algorithm.uses_image_cache:
+                    span.set_attribute("openstack.scheduler.image_cached",
+                                       bool(req.image_id) and req.image_id in chosen.cached_images)
                 weight = decision.weights.get(chosen.host)
                 if weight is not None:
                     span.set_attribute("openstack.scheduler.chosen_weight", weight)

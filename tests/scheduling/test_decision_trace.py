@@ -32,7 +32,8 @@ async def test_select_and_claim_spans_carry_the_decision(make_cloud):
     assert a["openstack.scheduler.chosen_host"] == host == a["openstack.scheduler.candidates"][0]
     assert len(a["openstack.scheduler.candidates"]) == 3  # chosen + max_attempts - 1 alternates
     assert isinstance(a["openstack.scheduler.chosen_weight"], float)
-    assert a["openstack.scheduler.round"] == 1 and a["openstack.scheduler.image_cached"] is False
+    assert a["openstack.scheduler.round"] == 1
+    assert "openstack.scheduler.image_cached" not in a  # this algorithm does not read the cache
     assert a["openstack.scheduler.algorithm_ms"] >= 0
     assert claim[0].attrs["openstack.scheduler.claimed_host"] == host
     assert claim[0].attrs["openstack.scheduler.claim_conflicts"] == 0

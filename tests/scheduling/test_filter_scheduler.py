@@ -102,6 +102,7 @@ def test_image_cache_weigher_can_be_turned_on():
     assert make_scheduler("filter_scheduler", seed=1).select(states, spec(image_id="img")).chosen.host == "a"
     warm = make_scheduler("filter_scheduler", seed=1, options={"image_cache_weight_multiplier": 5})
     assert warm.select(states, spec(image_id="img")).chosen.host == "b"
+    assert warm.uses_image_cache and not make_scheduler("filter_scheduler", seed=1).uses_image_cache
 
 
 @pytest.mark.parametrize("options, text", [

@@ -64,6 +64,8 @@ class FilterScheduler(Scheduler):
         self.filters = make_filters(self.opts["enabled_filters"])
         self.weighers = [(WEIGHERS[n](), float(self.opts[WEIGHERS[n].option]))
                          for n in self.opts["weighers"]]
+        self.uses_image_cache = any(w.name == "ImageCacheWeigher" and w.multiplier(m) != 0
+                                    for w, m in self.weighers)
 
     def decide(self, hosts: HostTable, spec: RequestSpec) -> Decision:
         keep = allocation_candidates(hosts, spec, limit=self.opts["max_placement_results"])

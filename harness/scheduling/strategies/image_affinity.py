@@ -20,6 +20,7 @@ from harness.scheduling.strategies import FeasibleScheduler
 class ImageAffinityScheduler(FeasibleScheduler):
     name = "image_affinity"
     summary = "hosts with the image cached first, then worst fit on free RAM"
+    uses_image_cache = True
 
     def order(self, hosts: HostTable, idx: np.ndarray, spec: RequestSpec) -> tuple[np.ndarray, np.ndarray]:
         cached = hosts.has_image(spec.image_id)[idx].astype(np.float64)
