@@ -13,7 +13,7 @@ from typing import Any
 
 import gevent
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests.keystone_session import auth_url_of
 from loadtests.load_options import LoadOptions, add_arguments
@@ -40,6 +40,7 @@ class LoadContext:
                 locust_otel=bool(getattr(environment.parsed_options, "otel", False)),
                 process_role=role)
         self.run: LoadRun | None = None
+        self._pending_record: tuple[LoadRun, gevent.Greenlet] | None = None
 
     @property
     def worker_index(self) -> int:
@@ -70,14 +71,29 @@ class LoadContext:
             self.tracing.flush()
         if self.run is None or self.is_worker:
             return
+        run, self.run = self.run, None
+        if not self.is_master:
+            self._write_record(run)
+            return
+        # A master hears of its workers' last boots only with their next report (every few
+        # seconds), or at once when it quits: record after the next report, or at quitting.
+        self._pending_record = (run, gevent.spawn_later(WORKER_REPORT_INTERVAL + 1.0, self._write_record, run))
+
+    def _write_record(self, run: LoadRun) -> None:
         env = self.environment
         counts = self.tracing.counters() if self.tracing else None
-        record = self.run.record(stats=env.runner.stats, parsed=env.parsed_options,
-                                 users_total=self.users_total(), span_counts=counts)
-        path = self.run.write_record(record)
-        log.info("run %s recorded in %s", self.run.run_id, path)
+        record = run.record(stats=env.runner.stats, parsed=env.parsed_options,
+                            users_total=self.users_total(), span_counts=counts)
+        path = run.write_record(record)
+        log.info("run %s recorded in %s", run.run_id, path)
 
     def quit(self) -> None:
+        if self._pending_record is not None:
+            run, later = self._pending_record
+            if not later.ready():  # Locust is quitting: the workers' final reports are in
+                later.kill()
+                self._write_record(run)
+            self._pending_record = None
         if self.tracing is not None:
             counts = self.tracing.shutdown()
             dropped = sum(c.get("dropped", 0) for c in counts.values())

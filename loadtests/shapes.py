@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 #: master's custom options to its workers with every spawn message, so this is how a worker's
 #: open-loop user learns its share of the arrival rate (a worker only knows its own users).
 USERS_TOTAL_ATTR = "harness_users_total"
+#: Seconds beyond ``--stop-timeout`` the shape waits for users to go after ``-t`` (worker reports
+#: of their user count arrive about once a second).
+DRAIN_GRACE_S = 10.0
 
 
 def target_users(options: LoadOptions, users: int, elapsed: float) -> int:
@@ -51,7 +54,7 @@ def spawn_rate_for(options: LoadOptions, spawn_rate: float) -> float:
 
 
 class HarnessShape(LoadTestShape):
-    """closed / open / step / spike, per ``--load-shape``; stops after ``-t`` when it is given."""
+    """closed / open / step / spike, per ``--load-shape``; drains and stops after ``-t`` when given."""
 
     use_common_options = True
 
@@ -64,10 +67,22 @@ class HarnessShape(LoadTestShape):
             log.error("bad load option, stopping: %s", exc)
             return None
         elapsed = self.get_run_time()
-        if parsed.run_time and elapsed >= parsed.run_time:
-            return None
         users = int(parsed.num_users or 1)
+        if parsed.run_time and elapsed >= parsed.run_time:
+            return self._drain(parsed, elapsed - parsed.run_time, users)
         spawn_rate = float(parsed.spawn_rate or users)
         target = target_users(options, users, elapsed)
         setattr(parsed, USERS_TOTAL_ATTR, target)
         return target, spawn_rate_for(options, spawn_rate)
+
+    def _drain(self, parsed: Any, overtime: float, users: int) -> tuple[int, float] | None:
+        """After ``-t``: ask for zero users and stop only once they are gone.
+
+        Removing users honours ``--stop-timeout`` (a user finishes its boot, or is cut off when the
+        timeout is 0), and only then does the run end, so a master's final statistics include every
+        worker's last boots. (Ending at once would make Locust's master quit while its workers are
+        still finishing, and lose what they report after half a second.)
+        """
+        if self.get_current_user_count() > 0 and overtime < float(parsed.stop_timeout or 0) + DRAIN_GRACE_S:
+            return 0, float(max(users, 1))
+        return None
