@@ -118,8 +118,8 @@ class Supervisor:
         if self.compute_processes > 1:  # every shard must get hosts
             select_hosts(s, shard=f"{self.compute_processes}/{self.compute_processes}")
         await check_broker(s)
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # an SQLite DB's file goes there
         self.db_shown = await prepare_db(s)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
         for stale in (self.run_dir / "ready").glob("*") if (self.run_dir / "ready").exists() else ():
             stale.unlink()
