@@ -2,8 +2,10 @@
 
 A *boot* is the subtree of a step-3 span (``POST /servers`` at nova-api) together with everything
 asynchronous that descends from it (the cast to nova-compute and the build). Its window runs from
-the step-3 span's start to the end of its last step-29 span (spawn: the VM is ACTIVE), or, for a
-boot that failed, to the end of its last span.
+the step-3 span's start to the end of its last successful step-29 span (spawn: the VM is ACTIVE),
+or, for a boot that failed, to the end of its last span. ``outcome`` is ACTIVE (a successful
+spawn), ERROR (no spawn, and some span of the boot has ERROR status) or INCOMPLETE (neither: the
+run stopped or spans were lost before the boot ended; its times are lower bounds).
 
 Phase times come from the step catalogue (:func:`harness.steps.phase_of`), never from span names:
 each span belongs to the phase of its own step, or of its ``openstack.boot.phase`` attribute (the
@@ -194,7 +196,7 @@ def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
         "trace_id": _at(spans, "trace_id", roots),
         "root_span_id": _at(spans, "span_id", roots),
         "instance_id": _instance_ids(spans, tree),
-        "outcome": np.where(active, "ACTIVE", "ERROR"),
+        "outcome": np.where(active, "ACTIVE", np.where(_has_error(spans, tree), "ERROR", "INCOMPLETE")),
         "total_ms": (tree.end[end_span] - tree.start[roots]) / 1e6,
     })
     for i, name in enumerate(PHASES):
@@ -211,6 +213,11 @@ def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
     out["n_spans"] = np.bincount(tree.member[tree.member >= 0], minlength=n)
     out["start_ns"], out["end_ns"] = tree.start[roots], tree.end[end_span]
     return BootAnalysis(spans=spans, tree=tree, table=out, sections=sections, end_span=end_span)
+
+
+def _has_error(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
+    err = _eq(spans, "status_code", "ERROR") & (tree.member >= 0)
+    return np.bincount(tree.member[err], minlength=len(tree.roots)) > 0
 
 
 def _instance_ids(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
