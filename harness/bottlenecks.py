@@ -103,3 +103,43 @@ def effective(settings: Any) -> Any:
 
 def planted(settings: Any, which: Bottleneck) -> bool:
     return which.value in settings.bottlenecks
+
+
+def with_flags(settings: Any, *, plant: Iterable[str] = (), fix: Iterable[str] = ()) -> Any:
+    """``settings`` with ``--bottleneck`` and ``--fix`` flags applied (ValueError: unknown name)."""
+    plant, fix = list(plant), list(fix)
+    if not plant and not fix:
+        return settings
+    return settings.model_copy(update=plan(settings, plant=plant, fix=fix))
+
+
+def evidence(spans_path: Any) -> dict[str, dict[str, float]]:
+    """What a trace reader finds for each bottleneck in a run's spans file: the waits each one
+    causes (ms: count, mean, max), read straight from the OTLP/JSON lines."""
+    import json
+    from pathlib import Path
+
+    waits: dict[str, list[float]] = {b.value: [] for b in Bottleneck}
+
+    def attrs(items: list[dict[str, Any]]) -> dict[str, Any]:
+        out = {}
+        for a in items or ():
+            (kind, value), = a["value"].items() if a.get("value") else (("", None),)
+            out[a["key"]] = float(value) if kind in ("doubleValue", "intValue") else value
+        return out
+
+    for line in Path(spans_path).read_text().splitlines():
+        for rs in json.loads(line).get("resourceSpans", ()):
+            for ss in rs.get("scopeSpans", ()):
+                for span in ss.get("spans", ()):
+                    a = attrs(span.get("attributes", []))
+                    if "harness.db_pool.wait_ms" in a:
+                        waits[Bottleneck.DB_POOL.value].append(a["harness.db_pool.wait_ms"])
+                    if a.get("openstack.boot.step") == 15.0 and "messaging.harness.queue_wait_ms" in a:
+                        waits[Bottleneck.CONDUCTOR_WORKERS.value].append(a["messaging.harness.queue_wait_ms"])
+                    for ev in span.get("events", ()):
+                        if ev.get("name") == "keystone.worker.wait":
+                            waits[Bottleneck.TOKEN_VALIDATION.value].append(
+                                attrs(ev.get("attributes", [])).get("wait_ms", 0.0))
+    return {name: {"count": float(len(v)), "mean_ms": sum(v) / len(v) if v else 0.0,
+                   "max_ms": max(v, default=0.0)} for name, v in waits.items()}

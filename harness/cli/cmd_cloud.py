@@ -13,6 +13,7 @@ from rich.table import Table
 
 from harness import aio
 from harness.cli import app
+from harness.cli.cmd_faults import BottleneckOpt, FixOpt, apply_bottleneck_flags
 from harness.cli.common import (
     BindOpt, ConfigOpt, DbOpt, HostsOpt, PortOffsetOpt, ProfileOpt, RunDirOpt, SchedulerOpt,
     SchedulerOptOpt, SeedOpt, TransportOpt, build_settings, console, fail, out,
@@ -61,11 +62,14 @@ def up(
                                    help="One process per service (needs a broker and a shared DB)."),
     compute_processes: int = typer.Option(1, "--compute-processes", min=1,
                                           help="With --processes: nova-compute processes sharing the hosts."),
+    bottleneck: Optional[List[str]] = BottleneckOpt,
+    fix: Optional[List[str]] = FixOpt,
 ) -> None:
     """Start the embedded cloud (every service, one process) until Ctrl-C or SIGTERM."""
     settings = _settings(config, profile, hosts, run_dir, scheduler, seed, bind, transport, db,
                          port_offset, token_cache=token_cache,
                          scheduler_opt=scheduler_opt)
+    settings = apply_bottleneck_flags(settings, bottleneck, fix)
     if processes:
         from harness.cli.cmd_serve import run_processes
 

@@ -24,6 +24,7 @@ from harness.services.nova_api_misc import (
     AvailabilityZonesController, FlavorsController, HypervisorsController,
 )
 from harness.services.nova_api_servers import NO_VALID_HOST, ServersController
+from harness.services.nova_faults import FaultsController
 from harness.services.nova_quota import QuotaController, QuotaEngine
 from harness.services.nova_server_groups import ServerGroupsController
 from harness.services.rest import AuthContext
@@ -51,6 +52,7 @@ class NovaApi(HttpService):
             self.servers, ServerActionsController(self), FlavorsController(self),
             AvailabilityZonesController(self), HypervisorsController(self),
             QuotaController(self, self.quotas), ServerGroupsController(self),
+            FaultsController(self),  # os-harness-faults: admin API of fault injection
         ]
 
     async def start(self) -> None:
