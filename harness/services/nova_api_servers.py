@@ -190,7 +190,8 @@ class ServersController:
                         "volumes": req.volumes, "image_arch": image.get("hw_architecture") if image else None,
                         "image_properties": image_props, "description": req.description,
                         "tags": req.tags, "scheduler_hints": req.scheduler_hints,
-                        "volume_image_ref": (boot_meta or {}).get("id")},
+                        "volume_image_ref": (boot_meta or {}).get("id"),
+                        "server_groups": [group_id] if group_id else []},
         }
         async with api.db.span(api.tracer, "INSERT", "instances", step=Step.API_DB_CREATE_INSTANCE,
                                latency=api.latency):

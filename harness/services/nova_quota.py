@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.routing import Route
 
+from harness.db import groups
 from harness.services.http import ApiError, json_body
 from harness.services.microversion import api_version
 from harness.services.nova_schemas import QUOTA_RESOURCES_236, QUOTA_UPDATE
@@ -49,7 +50,8 @@ class QuotaEngine:
     async def usage(self, project_id: str) -> dict[str, int]:
         rows = await self.api.db.list_instances(project_id=project_id)
         return {"instances": len(rows), "cores": sum(r["vcpus"] for r in rows),
-                "ram": sum(r["memory_mb"] for r in rows)}
+                "ram": sum(r["memory_mb"] for r in rows),
+                "server_groups": len(await groups.list_groups(self.api.db, project_id))}
 
     async def check_boot(self, project_id: str, flavor: dict[str, Any], metadata: dict[str, str]) -> None:
         """403 when one more server of ``flavor`` would exceed the project's limits."""
@@ -111,7 +113,7 @@ class QuotaController:
             "maxTotalKeypairs": lim["key_pairs"], "maxServerGroups": lim["server_groups"],
             "maxServerGroupMembers": lim["server_group_members"],
             "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
-            "totalRAMUsed": used["ram"], "totalServerGroupsUsed": 0,
+            "totalRAMUsed": used["ram"], "totalServerGroupsUsed": used["server_groups"],
         }
         if not ver.at_least("2.36"):
             absolute.update({"maxTotalFloatingIps": -1, "maxSecurityGroups": -1,
