@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.tree import Sections, critical_paths, exclusive_ns, nearest_labelled, parent_positions
+from analysis.tree import (
+    Sections, critical_paths, exclusive_ns, nearest_labelled, parent_positions, subtree_end,
+)
 from harness.steps import CATALOGUE, Phase, Step
 
 PHASES = [p.value for p in Phase]
@@ -39,6 +41,7 @@ ATTR_HOST = "openstack.host"
 ATTR_CLAIMED = "openstack.scheduler.claimed_host"
 RUN_COLUMNS = {"harness.run.id": "run_id", "harness.scheduler": "scheduler", "harness.profile": "profile"}
 NO_VALID_HOST = "No valid host was found"
+ATTR_MSG_OPERATION = "messaging.operation.name"
 
 
 class Tree:
@@ -63,6 +66,8 @@ class Tree:
         index_of_root = np.full(len(spans), -1, dtype=np.int64)
         index_of_root[self.roots] = np.arange(len(self.roots))
         self.member = np.where(booted_by >= 0, index_of_root[np.maximum(booted_by, 0)], -1)
+        #: casts: the work their consumers do is nobody's to wait for (see analysis.tree)
+        self.detached = _eq(spans, "kind", "PRODUCER") & _eq(spans, ATTR_MSG_OPERATION, "cast")
 
     def exclusive_ms(self) -> np.ndarray:
         """Self time of every span (see :func:`analysis.tree.exclusive_ns`)."""
@@ -125,7 +130,7 @@ class BootAnalysis:
     tree: Tree
     table: pd.DataFrame
     sections: Sections  # critical-path sections; ``segment`` is the row of ``table``
-    end_span: np.ndarray  # row of each boot's end span in ``spans``
+    end_ns: np.ndarray  # when each boot's window ends
 
     @property
     def roots(self) -> np.ndarray:
@@ -136,7 +141,7 @@ class BootAnalysis:
         time in spans without a step of their own counts for their nearest numbered ancestor)."""
         sec, tree, n = self.sections, self.tree, len(self.table)
         n_steps = len(CATALOGUE) + 1
-        t0, t1 = _clip_to_window(sec, tree.start[tree.roots], tree.end[self.end_span])
+        t0, t1 = _clip_to_window(sec, tree.start[tree.roots], self.end_ns)
         ms = np.bincount(sec.segment * n_steps + tree.eff_step[sec.span], weights=t1 - t0,
                          minlength=n * n_steps).reshape(n, n_steps) / 1e6
         frame = pd.DataFrame(ms[:, 1:], columns=[int(s) for s in sorted(CATALOGUE)], index=self.table.index)
@@ -159,13 +164,15 @@ def _clip_to_window(sec: Sections, starts: np.ndarray, ends: np.ndarray) -> tupl
     return t0, t1
 
 
-def _end_spans(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray]:
-    """Each boot's end span (its last successful spawn, else its last span) and whether it spawned."""
+def _end_spans(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each boot's path ends: its last successful spawn (ACTIVE), else its last span to end.
+    Returns the end spans, their end times and whether the boot is ACTIVE."""
     n = len(tree.roots)
     error = _eq(spans, "status_code", "ERROR")
     spawned = _last_by_group(tree.member, tree.end, (tree.step == int(Step.SPAWN)) & ~error, n)
     last = _last_by_group(tree.member, tree.end, np.ones(len(spans), dtype=bool), n)
-    return np.where(spawned >= 0, spawned, last), spawned >= 0
+    end_span = np.where(spawned >= 0, spawned, last)
+    return end_span, tree.end[end_span], spawned >= 0
 
 
 def boot_table(spans: pd.DataFrame) -> pd.DataFrame:
@@ -184,9 +191,9 @@ def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
     spans = spans.reset_index(drop=True)
     tree = Tree(spans)
     roots, n = tree.roots, len(tree.roots)
-    end_span, active = _end_spans(spans, tree)
-    sections = critical_paths(tree.start, tree.end, tree.parent, end_span, roots)
-    t0, t1 = _clip_to_window(sections, tree.start[roots], tree.end[end_span])
+    end_span, end_ns, active = _end_spans(spans, tree)
+    sections = critical_paths(tree.start, tree.end, tree.parent, end_span, roots, end_ns, tree.detached)
+    t0, t1 = _clip_to_window(sections, tree.start[roots], end_ns)
     phase = tree.phase[sections.span]
     n_ph = len(PHASES)
     by_phase = np.bincount(sections.segment * (n_ph + 1) + np.where(phase >= 0, phase, n_ph),
@@ -197,7 +204,7 @@ def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
         "root_span_id": _at(spans, "span_id", roots),
         "instance_id": _instance_ids(spans, tree),
         "outcome": np.where(active, "ACTIVE", np.where(_has_error(spans, tree), "ERROR", "INCOMPLETE")),
-        "total_ms": (tree.end[end_span] - tree.start[roots]) / 1e6,
+        "total_ms": (end_ns - tree.start[roots]) / 1e6,
     })
     for i, name in enumerate(PHASES):
         out[f"{name}_ms"] = by_phase[:, i]
@@ -211,8 +218,8 @@ def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
     out["error"], out["failed_phase"], out["no_valid_host"] = _errors(spans, tree)
     out["reschedules"], out["claim_rounds"] = _retries(spans, tree)
     out["n_spans"] = np.bincount(tree.member[tree.member >= 0], minlength=n)
-    out["start_ns"], out["end_ns"] = tree.start[roots], tree.end[end_span]
-    return BootAnalysis(spans=spans, tree=tree, table=out, sections=sections, end_span=end_span)
+    out["start_ns"], out["end_ns"] = tree.start[roots], end_ns
+    return BootAnalysis(spans=spans, tree=tree, table=out, sections=sections, end_ns=end_ns)
 
 
 def _has_error(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
@@ -287,7 +294,7 @@ def critical_path(spans: pd.DataFrame, *, end_span_id: str | None = None) -> pd.
     Returns one row per section in time order: span_id, name, service, step (the step the time
     counts for), phase, start_ns, end_ns, ms. A span may own several sections (its own time before
     and after the child on the path). For a boot the path runs from its step-3 span to its end
-    (last step 29, or its last span); for any other trace, from the root to the span that ends last;
+    (last step 29, or its last span); for any other trace, from the root whose work ends last;
     ``end_span_id`` picks the end span explicitly.
     """
     spans = spans.reset_index(drop=True)
@@ -303,13 +310,16 @@ def critical_path(spans: pd.DataFrame, *, end_span_id: str | None = None) -> pd.
         stop = tree.roots[[boot]] if boot >= 0 else np.array([-1])
     elif len(tree.roots):
         first = int(np.argmin(tree.start[tree.roots]))
-        ends, _ = _end_spans(spans, tree)
+        ends, times, _ = _end_spans(spans, tree)
         end, stop = ends[[first]], tree.roots[[first]]
-    else:
-        end, stop = np.array([int(np.argmax(tree.end))]), np.array([-1])
-    return _sections_frame(spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop))
-
-
+        return _sections_frame(spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop,
+                                                           times[[first]], tree.detached))
+    else:  # no boot: from the root whose work ends last
+        roots = np.flatnonzero(tree.parent < 0)
+        done = subtree_end(tree.end, tree.parent, tree.detached)
+        end, stop = roots[[int(np.argmax(done[roots]))]], np.array([-1])
+    return _sections_frame(spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop,
+                                                       detached=tree.detached))
 
 
 def _sections_frame(spans: pd.DataFrame, tree: Tree | None, sections: Sections) -> pd.DataFrame:

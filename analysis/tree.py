@@ -11,11 +11,14 @@ outlives its parent only covers the part inside it.
 The *critical path* of a trace segment (from a start span to an end span) is the chain of spans that
 decides when the end span ends; it is computed as Jaeger does: from the end span's end, step back
 into the child that finished last before the current time, and when a span has no such child left,
-its own time is on the path and the walk climbs to its parent at the span's start. The sections
-partition ``[start span's start, end span's end]``: their lengths sum to the segment's wall time.
+its own time is on the path and the walk climbs to its parent at the span's start. Unlike Jaeger,
+a child "finishes" when its whole subtree does: an RPC receive span ends when the message is taken,
+but the work it starts runs in its children after it, and that work stays on the path under it
+(except below a cast, whose consumer nobody waits for).
+The sections partition ``[start span's start, end]``: their lengths sum to the segment's wall time.
 Gaps inside a parent (between its children, or after it ended, before its asynchronous child
-started) belong to the parent, which is how an RPC consumer's work after the receive span counts.
-All traces are walked in lockstep, one NumPy step for every trace at a time.
+started) belong to the parent. Concurrent siblings: only the one on the chain counts, so nothing
+is counted twice. All traces are walked in lockstep, one NumPy step for every trace at a time.
 """
 
 from __future__ import annotations
@@ -171,27 +174,47 @@ def _last_leq(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray, value: np.ndarra
         right = np.where(active & ~ok, mid, right)
 
 
+def subtree_end(end: np.ndarray, parent: np.ndarray, detached: np.ndarray | None = None) -> np.ndarray:
+    """When each span's work is over: the latest end in its subtree (an RPC consumer span ends when
+    the message is taken, but the work it started runs in its children after it). Nothing passes up
+    through a ``detached`` span: the work behind a cast is nobody's to wait for."""
+    out = end.copy()
+    depth = depths(parent)
+    for d in range(int(depth.max()) if len(depth) else 0, 0, -1):
+        rows = np.flatnonzero(depth == d)
+        if detached is not None:
+            rows = rows[~detached[parent[rows]]]
+        np.maximum.at(out, parent[rows], out[rows])
+    return out
+
+
 def critical_paths(start: np.ndarray, end: np.ndarray, parent: np.ndarray,
-                   end_span: np.ndarray, stop_span: np.ndarray) -> Sections:
+                   end_span: np.ndarray, stop_span: np.ndarray,
+                   end_time: np.ndarray | None = None, detached: np.ndarray | None = None) -> Sections:
     """Critical path of every segment ``k``: from ``stop_span[k]`` (an ancestor) to ``end_span[k]``.
 
-    The walk stops when it has finished ``stop_span[k]`` or reaches a root. Children are considered
-    in order of end time (ties: start time, then row), so the walk never visits a child twice.
+    The walk starts at ``end_time[k]`` (default: when the end span's subtree is over) and stops
+    when it has finished ``stop_span[k]`` or reaches a root. A child counts as finished when its
+    whole subtree is (:func:`subtree_end`, with ``detached`` spans: casts), so the work an RPC
+    consumer starts after its receive span stays on the path under it. Children are considered in that order (ties: start time, then
+    row), so the walk never visits a child twice.
     """
     n = len(start)
-    # children grouped by parent, each group sorted by (end, start, row)
+    done = subtree_end(end, parent, detached)
+    # children grouped by parent, each group sorted by (subtree end, start, row)
     child = np.flatnonzero(parent >= 0)
-    order = child[np.lexsort((start[child], end[child], parent[child]))]  # stable: row breaks ties
+    order = child[np.lexsort((start[child], done[child], parent[child]))]  # stable: row breaks ties
     counts = np.bincount(parent[order], minlength=n) if len(order) else np.zeros(n, dtype=np.int64)
     lo = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
     hi = lo + counts
     rank = np.full(n, -1, dtype=np.int64)  # a span's index in ``order``
     rank[order] = np.arange(len(order))
-    sorted_end = end[order]
+    sorted_end = done[order]
+    end = done  # from here on a span "ends" when its subtree does
 
     k = np.arange(len(end_span))
     cur = end_span.astype(np.int64).copy()
-    cursor = end[cur].copy()
+    cursor = end[cur].copy() if end_time is None else np.asarray(end_time, dtype=np.int64).copy()
     limit = hi[cur].copy()
     out_seg, out_span, out_t0, out_t1 = [], [], [], []
     while len(k):

@@ -11,8 +11,8 @@ from analysis.boots import PHASES, analyse_boots
 from analysis.otlp import parse_otlp_bytes
 from analysis.synthetic import as_jsonl
 from tests.analysis.traces import (
-    SEQUENTIAL_EXCLUSIVE, SEQUENTIAL_PATH, SEQUENTIAL_PHASES, no_valid_host_boot, sequential_boot,
-    user_trace_with_two_boots,
+    RPC_PHASES, RPC_STEPS, SEQUENTIAL_EXCLUSIVE, SEQUENTIAL_PATH, SEQUENTIAL_PHASES, no_valid_host_boot,
+    rpc_boot, sequential_boot, user_trace_with_two_boots,
 )
 
 RESOURCE = {"harness.run.id": "run-1", "harness.scheduler": "filter_scheduler", "harness.profile": "test"}
@@ -112,3 +112,14 @@ def test_empty_and_bootless_tables():
     assert boot_table(bootless).empty
     path = critical_path(bootless)  # no boot: root to the span that ends last
     assert path["ms"].sum() == pytest.approx(100.0)
+
+
+def test_rpc_consumers_keep_their_work_and_casts_are_not_waited_for():
+    analysis = analyse_boots(spans_of(rpc_boot()))
+    row = analysis.table.iloc[0]
+    assert row["total_ms"] == pytest.approx(45.0)
+    for phase, ms in RPC_PHASES.items():
+        assert row[f"{phase}_ms"] == pytest.approx(ms), phase
+    steps = analysis.critical_step_ms().iloc[0]
+    assert {s: steps[s] for s in RPC_STEPS} == pytest.approx(RPC_STEPS)
+    assert steps.drop(list(RPC_STEPS)).sum() == pytest.approx(0.0)

@@ -126,3 +126,44 @@ def user_trace_with_two_boots(seed: int = 3) -> dict[str, SpanRec]:
     s["A29"] = tb.step(Step.SPAWN, 10, 14, parent=s["A"])
     s["B"] = tb.step(Step.BOOT_REQUEST, 20, 30, parent=s["user"], kind="SERVER")
     return s
+
+
+def rpc_boot(seed: int = 4) -> dict[str, SpanRec]:
+    """RPC shapes: a consumer whose work runs in its children after it, an awaited reply, and a
+    cast whose consumer outlives the step that sent it (nobody waits for it).
+
+    ::
+
+        root 3 [0, 10];  cast 12 [1, 2] (PRODUCER, operation cast)
+          k 13 [2, 3] receive;  its work: c14 call [3, 20], l23 [20, 30], v26 [30, 35], r29 [35, 45]
+            c14 -> r15 receive [4, 5] -> s16 [5, 8], s17 [8, 12], s18 send reply [12, 13]
+                                            -> s19 receive reply [12.5, 19]
+            l23 -> n cast q-agent-notifier [25, 26] -> agent receive [25.5, 40] (async, past 26's start)
+    """
+    tb = TraceBuilder(random.Random(seed), t0_ns=1_700_000_003_000_000_000)
+    cast = {"messaging.operation.name": "cast"}
+    s: dict[str, SpanRec] = {}
+    s["root"] = tb.step(Step.BOOT_REQUEST, 0, 10, kind="SERVER")
+    s["cast"] = tb.step(Step.SCHEDULER_CAST_BUILD, 1, 2, parent=s["root"], kind="PRODUCER", attributes=cast)
+    s["k"] = tb.step(Step.COMPUTE_RECEIVE_BUILD, 2, 3, parent=s["cast"], kind="CONSUMER")
+    s["c14"] = tb.step(Step.COMPUTE_CALL_CONDUCTOR, 3, 20, parent=s["k"], kind="CLIENT")
+    s["r15"] = tb.step(Step.CONDUCTOR_RECEIVE, 4, 5, parent=s["c14"], kind="CONSUMER")
+    s["s16"] = tb.step(Step.CONDUCTOR_LOOKUP_INSTANCE, 5, 8, parent=s["r15"])
+    s["s17"] = tb.step(Step.CONDUCTOR_DB_READ, 8, 12, parent=s["r15"], kind="CLIENT")
+    s["s18"] = tb.step(Step.CONDUCTOR_REPLY, 12, 13, parent=s["r15"], kind="PRODUCER",
+                       attributes={"messaging.operation.name": "reply"})
+    s["s19"] = tb.step(Step.COMPUTE_RECEIVE_INSTANCE_INFO, 12.5, 19, parent=s["s18"], kind="CONSUMER")
+    s["l23"] = tb.step(Step.COMPUTE_GET_NETWORK, 20, 30, parent=s["k"])
+    s["n"] = tb.span("cast q-agent-notifier", "neutron-server", 25, 26, parent=s["l23"], kind="PRODUCER",
+                     attributes=cast)
+    s["agent"] = tb.span("receive q-agent-notifier", "neutron-agent", 25.5, 40, parent=s["n"], kind="CONSUMER")
+    s["v26"] = tb.step(Step.COMPUTE_GET_VOLUME, 30, 35, parent=s["k"])
+    s["r29"] = tb.step(Step.SPAWN, 35, 45, parent=s["k"])
+    return s
+
+
+#: Phase times of :func:`rpc_boot` (ms), worked out along its critical path.
+RPC_PHASES = {"api": 1, "scheduling": 1, "instance_info": 1 + 2 + 1 + 3 + 4 + 0.5 + 6.5,
+              "network": 9 + 1, "volume": 5, "spawn": 10, "token_validation": 0, "image": 0}
+#: Critical-path time per step of :func:`rpc_boot`: the conductor's steps keep their own time.
+RPC_STEPS = {3: 1, 12: 1, 13: 1, 14: 2, 15: 1, 16: 3, 17: 4, 18: 0.5, 19: 6.5, 23: 10, 26: 5, 29: 10}
