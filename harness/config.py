@@ -101,8 +101,14 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Nova's initial_disk_allocation_ratio"
     )
 
-    scheduler: str = Field("filter_scheduler", description="scheduling algorithm, by name")
-    scheduler_options: dict[str, Any] = Field(default_factory=dict)
+    scheduler: str = Field(
+        "filter_scheduler", description="scheduling algorithm, by name (`harness schedulers` lists them)"
+    )
+    scheduler_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the algorithm's options, e.g. {ram_weight_multiplier = -1.0} (Nova's "
+        "[filter_scheduler] names); `harness schedulers NAME` lists them with their defaults",
+    )
     scheduler_workers: int = Field(2, ge=1, description="nova-scheduler workers taking requests")
     conductor_workers: int = Field(4, ge=1, description="nova-conductor workers taking requests")
     max_attempts: int = Field(3, ge=1, description="Nova's [scheduler] max_attempts")
