@@ -19,7 +19,7 @@ from loadtests.keystone_session import auth_url_of
 from loadtests.load_options import LoadOptions, add_arguments
 from loadtests.load_run import RUN_ID_ATTR, CloudInfo, LoadRun
 from loadtests.locust_tracing import LocustTracing
-from loadtests.shapes import USERS_TOTAL_ATTR
+from loadtests.load_plan import USERS_TOTAL_ATTR
 
 log = logging.getLogger(__name__)
 _ATTR = "harness_load_context"

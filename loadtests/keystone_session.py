@@ -16,12 +16,13 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from locust.clients import HttpSession
+from typing import TYPE_CHECKING, Any
 
 from harness.telemetry import inject_headers
 from loadtests.load_options import LoadOptions
+
+if TYPE_CHECKING:  # importing Locust monkey-patches the process: only the type is needed here
+    from locust.clients import HttpSession
 
 #: A token is renewed when less than this many seconds of it are left (or a tenth of its lifetime,
 #: for short-lived tokens), so a boot never starts with a token that expires while it polls.
@@ -91,7 +92,7 @@ class KeystoneSession:
     #: one greenlet at a time, and no lookup yields between reading and writing this)
     _resolved: dict[tuple[str, str, str, str], str] = {}
 
-    def __init__(self, client: HttpSession, host: str, options: LoadOptions) -> None:
+    def __init__(self, client: "HttpSession", host: str, options: LoadOptions) -> None:
         self.client = client
         self.auth_url = auth_url_of(host)
         self.options = options

@@ -11,47 +11,21 @@ spike      ``-u`` users, plus ``--spike-users`` from ``--spike-at`` for ``--spik
 One :class:`HarnessShape` serves them all: Locust uses the first shape class of a locustfile, so
 the choice is an option the shape reads at every tick (a change in the web UI takes effect at the
 next start). ``use_common_options`` keeps ``-u``, ``-r`` and ``-t`` (and their web UI fields) working.
-The user count as a function of time is :func:`target_users`, a pure function the tests check.
+The user count as a function of time is :func:`loadtests.load_plan.target_users`, a pure function
+(importable without Locust, whose import monkey-patches the process for gevent).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from locust import LoadTestShape
 
 from loadtests.load_options import LoadOptions
+from loadtests.load_plan import DRAIN_GRACE_S, USERS_TOTAL_ATTR, spawn_rate_for, target_users
 
 log = logging.getLogger(__name__)
-
-#: Attribute of Locust's parsed options carrying the shape's current user total. Locust sends a
-#: master's custom options to its workers with every spawn message, so this is how a worker's
-#: open-loop user learns its share of the arrival rate (a worker only knows its own users).
-USERS_TOTAL_ATTR = "harness_users_total"
-#: Seconds beyond ``--stop-timeout`` the shape waits for users to go after ``-t`` (worker reports
-#: of their user count arrive about once a second).
-DRAIN_GRACE_S = 10.0
-
-
-def target_users(options: LoadOptions, users: int, elapsed: float) -> int:
-    """How many users the shape wants ``elapsed`` seconds into the run (``users`` is ``-u``)."""
-    if options.load_shape == "step":
-        steps = 1 + math.floor(elapsed / options.step_time)
-        return min(users, options.step_users * steps)
-    if options.load_shape == "spike":
-        in_spike = options.spike_at <= elapsed < options.spike_at + options.spike_duration
-        return users + (options.spike_users if in_spike else 0)
-    return users  # closed and open: constant
-
-
-def spawn_rate_for(options: LoadOptions, spawn_rate: float) -> float:
-    """A spike arrives at once (within a second), whatever ``-r`` says; the others ramp at ``-r``."""
-    if options.load_shape == "spike":
-        return max(spawn_rate, float(options.spike_users), 1.0)
-    return spawn_rate
-
 
 class HarnessShape(LoadTestShape):
     """closed / open / step / spike, per ``--load-shape``; drains and stops after ``-t`` when given."""

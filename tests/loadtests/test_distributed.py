@@ -11,9 +11,13 @@ import json
 import subprocess
 from collections import Counter
 
+import pytest
+
 from tests.conftest import free_port
 from tests.loadtests.conftest import locust_cmd, locust_env
 from tests.spanfile import read_spans
+
+pytestmark = pytest.mark.slow  # a cloud and Locust in subprocesses: tens of seconds
 
 USERS = 4
 RUN_S = 15

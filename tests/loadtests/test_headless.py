@@ -10,8 +10,12 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.loadtests.conftest import run_locust
 from tests.spanfile import by_trace, read_spans
+
+pytestmark = pytest.mark.slow  # a cloud and Locust in subprocesses: tens of seconds
 
 RUN_S = 20
 CLIENT = "SPAN_KIND_CLIENT"  # OTLP/JSON enum name
@@ -131,3 +135,16 @@ def test_error_boots_are_failures_with_the_fault_and_token_per_boot_traces_auth(
         assert {1, 2, 3} <= steps, steps
     # every server, even those in ERROR, was deleted
     assert final[("DELETE", "/servers/[id]")]["requests"] == boots
+
+
+def test_an_image_the_cloud_does_not_have_is_a_clear_failure(cloud_process, tmp_path):
+    cloud = cloud_process()
+    res = run_locust("--headless", "-u", "1", "-r", "1", "-t", "3s", "--host", cloud.auth_url,
+                     "--run-dir", str(cloud.run_dir), "--image", "windows-95", "--only-summary", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr[-3000:]
+    record = json.loads((cloud.run_dir / "locust-runs.jsonl").read_text())
+    final = {(e["method"], e["name"]): e for e in record["stats"]}
+    assert final[("BOOT", "boot to ACTIVE")]["failures"] >= 1 and ("POST", "/servers") not in final
+    assert final[("GET", "/v2/images")]["failures"] == 0  # the listing worked; the name matched nothing
+    error = record["errors"][0]["error"]
+    assert "--image 'windows-95': no image of that id or name" in error and "cirros-0.6.2-x86_64-disk" in error

@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from tests.loadtests.conftest import run_locust
 from tests.spanfile import read_spans
+
+pytestmark = pytest.mark.slow  # a cloud and Locust in subprocesses: tens of seconds
 
 RATE = 8.0  # boots per second
 RUN_S = 25

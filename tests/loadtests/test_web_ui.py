@@ -24,6 +24,8 @@ import pytest
 from tests.conftest import free_port
 from tests.loadtests.conftest import REPO, CloudProcess, locust_cmd, locust_env, start_cloud
 
+pytestmark = pytest.mark.slow  # a cloud and Locust in subprocesses: tens of seconds
+
 SCREENSHOT = REPO / "docs" / "locust-ui.png"
 WINDOW = (1400, 900)
 
