@@ -36,9 +36,10 @@ ops = st.lists(st.one_of(st.tuples(st.just("boot"), st.integers(0, len(FLAVORS) 
                          st.tuples(st.just("delete"), st.integers(0, 10**6))), min_size=10, max_size=80)
 
 
-async def scenario(tmp: Path, algorithm: str, workers: int, ratio: float, plan: list[tuple[str, int]]) -> None:
+async def scenario(tmp: Path, algorithm: str, workers: int, ratio: float, plan: list[tuple[str, int]],
+                   *, db_url: str = "") -> None:
     s = Settings(run_dir=tmp, profile="zero", seed=3, scheduler=algorithm, scheduler_workers=workers,
-                 host_groups=GROUPS, ram_allocation_ratio=ratio, cpu_allocation_ratio=ratio)
+                 host_groups=GROUPS, ram_allocation_ratio=ratio, cpu_allocation_ratio=ratio, db_url=db_url)
     db = NovaDB(s.effective_db_url())
     await db.create_schema()
     telemetry = Telemetry(run_dir=None, enabled=False, use_env_otlp=False)
