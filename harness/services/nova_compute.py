@@ -154,7 +154,7 @@ class NovaCompute(Service):
     async def build_and_run_instance(self, host: FakeHost, instance_uuid: str, spec: dict[str, Any],
                                      alternates: list[str], attempt: int) -> None:
         done = host.building.setdefault(instance_uuid, asyncio.Event())
-        span = trace.get_current_span()
+        where = {"openstack.instance.id": instance_uuid, "openstack.host": host.name}
         inst: dict[str, Any] | None = None
         try:
             inst = await self.conductor.call(
@@ -164,7 +164,8 @@ class NovaCompute(Service):
             if inst["task_state"] == "deleting":
                 return
             if inst["vm_state"] != "building":  # ERROR already (timed out, scheduler gave up)
-                span.add_event("build.aborted", {"vm_state": inst["vm_state"]})
+                with self.tracer.start_as_current_span("nova.compute.build_aborted", attributes=where) as span:
+                    span.add_event("build.aborted", {"vm_state": inst["vm_state"]})
                 return
             image = await self._get_image(inst)
             addresses, ports = await self._allocate_network(host, inst)
@@ -178,21 +179,24 @@ class NovaCompute(Service):
                 "expected_task_state": ["scheduling"],
             })
             if not ok:  # deleted (a terminate follows) or timed out to ERROR meanwhile: undo it
-                span.add_event("instance.not_building_after_spawn")
-                await self._undo_build(host, inst)
+                with self.tracer.start_as_current_span("nova.compute.build_aborted", attributes=where) as span:
+                    span.add_event("instance.not_building_after_spawn")
+                    await self._undo_build(host, inst)
         except Exception as exc:  # whatever failed (a fault, a bug), the boot must not stay BUILD
             reason = str(exc) or type(exc).__name__
-            mark_error(span, reason, event="build.failed", host=host.name)
-            self._token = None  # the failure may be a revoked token: fetch a new one next time
-            if inst is not None:
-                await self._undo_build(host, inst)
-            try:
-                await self.conductor.call("conductor", "build_failed", {
-                    "instance_uuid": instance_uuid, "host": host.name, "reason": reason,
-                    "spec": spec, "alternates": alternates, "attempt": attempt,
-                })
-            except RpcError:
-                trace.get_current_span().add_event("build_failed.unreported", {"reason": reason})
+            # the receive span has ended (the work runs after it): the failure gets its own span
+            with self.tracer.start_as_current_span("nova.compute.build_failed", attributes=where) as span:
+                mark_error(span, reason, event="build.failed", host=host.name)
+                self._token = None  # the failure may be a revoked token: fetch a new one next time
+                if inst is not None:
+                    await self._undo_build(host, inst)
+                try:
+                    await self.conductor.call("conductor", "build_failed", {
+                        "instance_uuid": instance_uuid, "host": host.name, "reason": reason,
+                        "spec": spec, "alternates": alternates, "attempt": attempt,
+                    })
+                except RpcError:
+                    span.add_event("build_failed.unreported", {"reason": reason})
         finally:
             done.set()
             host.building.pop(instance_uuid, None)
