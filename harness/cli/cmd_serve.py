@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from harness.cli.common import (
 )
 from harness.cloud import SERVICE_NAMES, CloudStartError
 from harness.config import Settings
+
+if TYPE_CHECKING:
+    from harness.topology.supervisor import Supervisor
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

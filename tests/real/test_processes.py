@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -104,3 +107,25 @@ def test_unreachable_db_is_one_clear_message(tmp_path, amqp_url):
     assert res.returncode == 2, text
     assert "cannot use Nova's DB at postgresql+asyncpg://harness:***@127.0.0.1:1/nova" in text
     assert "Traceback" not in text and "secret" not in text
+
+
+@pytest.mark.slow
+async def test_a_dead_service_is_restarted(tmp_path, amqp_url, db_url):
+    async with process_cloud(tmp_path, transport=amqp_url, db=db_url, hosts=2) as cloud:
+        ready = cloud.run_dir / "ready" / "nova-scheduler.json"
+        old = json.loads(ready.read_text())["pid"]
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:  # the supervisor notices, starts a new one, which writes a new ready file
+            try:
+                new = json.loads(ready.read_text())["pid"]
+            except (OSError, ValueError):
+                new = old
+            if new != old:
+                break
+            assert time.monotonic() < deadline, cloud.text()
+            await asyncio.sleep(0.2)
+        finals = await boot_all(cloud.auth_url, 3, "again")
+        assert [f["status"] for f in finals] == ["ACTIVE"] * 3, [f.get("fault") for f in finals]
+    assert "nova-scheduler exited with status -9: restarting it (1/3)" in " ".join(cloud.text().split())
+    assert cloud.proc.returncode == 0, cloud.text()
