@@ -379,7 +379,8 @@ class CinderApi(HttpService):
         if vol is not None:
             vol["attachments"] = [a for a in vol["attachments"] if a["attachment_id"] != att["id"]]
             vol["status"], vol["updated_at"] = ("in-use" if vol["attachments"] else "available"), _now()
-        remaining = [{"id": a["attachment_id"], "status": "attached"} for a in (vol or {}).get("attachments", [])]
+        left = (vol or {}).get("attachments", [])
+        remaining = [{"id": a["attachment_id"], "status": "attached"} for a in left]
         return {"attachments": remaining}, 200
 
     # -- version discovery ------------------------------------------------------------------------

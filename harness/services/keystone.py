@@ -183,7 +183,8 @@ class Keystone(HttpService):
             raise ApiError(401, UNAUTHORIZED)
         return token
 
-    def issue(self, user: User, project_id: str, methods: tuple[str, ...] = ("password",)) -> tuple[str, Token]:
+    def issue(self, user: User, project_id: str,
+              methods: tuple[str, ...] = ("password",)) -> tuple[str, Token]:
         now = time.time()
         token_id = secrets.token_urlsafe(32)
         token = Token(user, project_id, now, now + self.settings.token_ttl, secrets.token_urlsafe(16),
@@ -299,7 +300,8 @@ class Keystone(HttpService):
         token = self._caller(request)
         pid = request.path_params["project_id"]
         if pid != token.project_id and token.user.role != "admin":
-            raise ApiError(403, "You are not authorized to perform the requested action: identity:get_project.")
+            raise ApiError(403, "You are not authorized to perform the requested action: "
+                                "identity:get_project.")
         if pid not in self.projects:
             raise ApiError(404, f"Could not find project: {pid}.")
         return {"project": self._project(pid)}, 200
@@ -307,7 +309,8 @@ class Keystone(HttpService):
     async def list_projects(self, request: Request):
         token = self._caller(request)
         if token.user.role != "admin":
-            raise ApiError(403, "You are not authorized to perform the requested action: identity:list_projects.")
+            raise ApiError(403, "You are not authorized to perform the requested action: "
+                                "identity:list_projects.")
         projects = [self._project(pid) for pid in sorted(self.projects, key=self.projects.__getitem__)]
         if "name" in request.query_params:
             projects = [p for p in projects if p["name"] == request.query_params["name"]]

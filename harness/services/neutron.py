@@ -31,9 +31,11 @@ from harness.telemetry import caller_step, step_span
 
 #: The API extensions the mock implements (alias, name), as ``GET /v2.0/extensions`` lists them.
 EXTENSIONS = [
-    ("binding", "Port Binding"), ("port-security", "Port Security"), ("project-id", "project_id field enabled"),
+    ("binding", "Port Binding"), ("port-security", "Port Security"),
+    ("project-id", "project_id field enabled"),
     ("network-mtu", "Network MTU"), ("external-net", "Neutron external network"),
-    ("network_availability_zone", "Network Availability Zone"), ("standard-attr-description", "standard-attr-description"),
+    ("network_availability_zone", "Network Availability Zone"),
+    ("standard-attr-description", "standard-attr-description"),
     ("standard-attr-revisions", "Resource revision numbers"), ("pagination", "Pagination support"),
     ("sorting", "Sorting support"), ("quotas", "Quota management support"),
     ("quota_details", "Quota details extension"),
@@ -93,7 +95,8 @@ def _page(request: Request, items: list[dict[str, Any]], collection: str, base: 
             if len(items) > limit:
                 params = [(k, v) for k, v in q.multi_items() if k not in ("marker", "limit")]
                 params += [("limit", str(limit)), ("marker", items[limit - 1]["id"])]
-                body[f"{collection}_links"] = [{"rel": "next", "href": f"{base}/v2.0/{collection}?{urlencode(params)}"}]
+                href = f"{base}/v2.0/{collection}?{urlencode(params)}"
+                body[f"{collection}_links"] = [{"rel": "next", "href": href}]
     return body
 
 
@@ -340,7 +343,8 @@ class Neutron(HttpService):
         if not detail:
             return {"quota": dict(QUOTAS)}, 200
         used = {"port": sum(1 for p in self.plugin.ports.values() if p["project_id"] == project_id)}
-        return {"quota": {k: {"limit": v, "used": used.get(k, 0), "reserved": 0} for k, v in QUOTAS.items()}}, 200
+        return {"quota": {k: {"limit": v, "used": used.get(k, 0), "reserved": 0}
+                          for k, v in QUOTAS.items()}}, 200
 
     async def extensions(self, request: Request):
         await self._auth(request)

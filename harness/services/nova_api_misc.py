@@ -232,7 +232,8 @@ class HypervisorsController:
         for node in await self.api.db.list_compute_nodes():
             if hid in (hypervisor_uuid(node["host"]), str(node["id"])):
                 servers = None
-                if ver.at_least("2.53") and request.query_params.get("with_servers", "").lower() in ("1", "true", "yes"):
+                wanted = request.query_params.get("with_servers", "").lower() in ("1", "true", "yes")
+                if ver.at_least("2.53") and wanted:
                     servers = (await self._servers_by_host()).get(node["host"], [])
                 return {"hypervisor": self._view(node, ver, detail=True, servers=servers)}, 200
         raise ApiError(404, f"Hypervisor with ID {hid} could not be found.")

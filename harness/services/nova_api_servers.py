@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from opentelemetry import trace
 from starlette.requests import Request
@@ -25,8 +25,8 @@ from harness.db import groups
 from harness.messaging import RpcError, RpcTimeout
 from harness.services.http import ApiError, json_body
 from harness.services.microversion import Version, api_version
-from harness.services.nova_server_groups import check_boot_group
 from harness.services.nova_schemas import LIST_QUERY, server_create
+from harness.services.nova_server_groups import check_boot_group
 from harness.services.nova_views import STATUSES, api_status, link, server_view
 from harness.services.rest import AuthContext
 from harness.services.validation import as_bool, is_uuid
@@ -81,7 +81,8 @@ def parse_boot(body: dict[str, Any], ver: Version) -> BootRequest:
         is_boot = boot_index is not None and int(boot_index) == 0
         if source == "image" and dest == "local":
             if not is_boot:
-                raise ApiError(400, "Block Device Mapping is Invalid: Mapping image to local is not supported.")
+                raise ApiError(400, "Block Device Mapping is Invalid: Mapping image to local is not "
+                                    "supported.")
             image_ref = bdm.get("uuid") or bdm.get("image_id") or image_ref
             continue
         if source != "volume" or dest != "volume":
@@ -110,7 +111,8 @@ def parse_boot(body: dict[str, Any], ver: Version) -> BootRequest:
             if "uuid" not in net:
                 raise ApiError(400, "Bad network format: missing 'uuid'")
             if not is_uuid(net["uuid"]):
-                raise ApiError(400, f"Bad networks format: network uuid is not in proper format ({net['uuid']})")
+                raise ApiError(400, "Bad networks format: network uuid is not in proper format "
+                                    f"({net['uuid']})")
         ports = [n["port"] for n in networks if n.get("port")]
         if len(set(ports)) != len(ports):
             raise ApiError(400, "Duplicate ports are not allowed")
@@ -348,7 +350,8 @@ class ServersController:
         if detail:
             items = [self.view(r, auth, ver) for r in rows]
         else:
-            items = [{"id": r["uuid"], "name": r["name"], "links": link(self.api.base_url, "servers", r["uuid"])}
+            items = [{"id": r["uuid"], "name": r["name"],
+                      "links": link(self.api.base_url, "servers", r["uuid"])}
                      for r in rows]
         body: dict[str, Any] = {"servers": items}
         if rows and len(rows) == limit:

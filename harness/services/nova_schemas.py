@@ -13,9 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from harness.services.microversion import Version
-from harness.services.validation import (
-    BOOLEAN, METADATA, NAME, POSITIVE_INTEGER, UUID, Schema,
-)
+from harness.services.validation import BOOLEAN, METADATA, NAME, POSITIVE_INTEGER, UUID, Schema
 
 _IP = {"type": "string", "oneOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
 _TAG = {"type": "string", "minLength": 1, "maxLength": 60, "pattern": "^[^,/]*$"}
@@ -158,7 +156,8 @@ ACTIONS = {
         "type": "object",
         "properties": {"reboot": {
             "type": "object",
-            "properties": {"type": {"type": "string", "enum": ["HARD", "Hard", "hard", "SOFT", "Soft", "soft"]}},
+            "properties": {"type": {"type": "string",
+                                    "enum": ["HARD", "Hard", "hard", "SOFT", "Soft", "soft"]}},
             "required": ["type"], "additionalProperties": False,
         }},
         "required": ["reboot"], "additionalProperties": False,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from keystoneauth1 import discover, exceptions as ks_exc, session as ks_session
+from keystoneauth1 import discover
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 pytestmark = pytest.mark.timeout(300)

@@ -54,7 +54,8 @@ async def test_boot_list_show_delete(make_cloud):
             (addr,) = got.addresses["private"]
             assert ipaddress.ip_address(addr["addr"]) in ipaddress.ip_network(subnet.cidr)
             (port,) = conn.network.ports(device_id=got.id)
-            assert port.fixed_ips[0]["ip_address"] == addr["addr"] and port.mac_address == addr["OS-EXT-IPS-MAC:mac_addr"]
+            assert port.fixed_ips[0]["ip_address"] == addr["addr"]
+            assert port.mac_address == addr["OS-EXT-IPS-MAC:mac_addr"]
 
             admin = connect_cloud(cloud, "admin")
             assert admin.compute.get_server(got.id).compute_host.startswith("compute-")
@@ -129,13 +130,15 @@ async def test_actions_and_admin_views(make_cloud):
                 name="acts", flavor_id="1", image_id=conn.image.find_image(CIRROS).id, networks="auto")
             conn.compute.wait_for_server(server, wait=WAIT_S, interval=0.2)
             conn.compute.stop_server(server)
-            assert conn.compute.wait_for_server(server, status="SHUTOFF", wait=WAIT_S, interval=0.2).power_state == 4
+            stopped = conn.compute.wait_for_server(server, status="SHUTOFF", wait=WAIT_S, interval=0.2)
+            assert stopped.power_state == 4
             with pytest.raises(sdk_exc.ConflictException):
                 conn.compute.stop_server(server)  # already stopped: 409
             conn.compute.start_server(server)
             conn.compute.wait_for_server(server, status="ACTIVE", wait=WAIT_S, interval=0.2)
             conn.compute.reboot_server(server, "SOFT")
-            assert conn.compute.wait_for_server(server, status="ACTIVE", wait=WAIT_S, interval=0.2).task_state is None
+            rebooted = conn.compute.wait_for_server(server, status="ACTIVE", wait=WAIT_S, interval=0.2)
+            assert rebooted.task_state is None
 
             hypervisors = list(admin.compute.hypervisors(details=True))
             assert sorted(h.name for h in hypervisors) == ["compute-1", "compute-2", "compute-3"]
