@@ -131,7 +131,10 @@ def decode(incoming: AbstractIncomingMessage) -> Message:
     sent_at: int | None = None
     for key, value in (incoming.headers or {}).items():
         if key == SENT_AT_HEADER:
-            sent_at = int(value)  # type: ignore[arg-type]
+            try:
+                sent_at = int(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ValueError(f"malformed {SENT_AT_HEADER} header: {value!r}") from None
         elif isinstance(value, (bytes, bytearray)):
             headers[key] = value.decode()
         elif isinstance(value, str):
