@@ -7,9 +7,12 @@
 * :mod:`loadtests.keystone_session` — Keystone auth, the token's catalog, image/flavor lookup.
 * :mod:`loadtests.boot_user` — the Locust user: authenticate, boot, poll, delete, traced.
 * :mod:`loadtests.arrivals` — Poisson arrival times for the open-loop shape.
-* :mod:`loadtests.shapes` — the load shapes: closed, open, step, spike.
+* :mod:`loadtests.shapes` — the load shapes: closed, open, step, spike (the user counts over time
+  are :mod:`loadtests.load_plan`, importable without Locust).
+* :mod:`loadtests.hooks` — Locust's event hooks: options, tracing, a run per start, its record.
 * :mod:`loadtests.locust_tracing` — the ``locust`` tracer provider (built on Locust's ``--otel``).
-* :mod:`loadtests.run_record` — the run's settings and results, written into the run directory.
+* :mod:`loadtests.load_run` — the run's id and settings (on every span), and its record in
+  ``<run-dir>/locust-runs.jsonl``.
 
 Nothing here starts the cloud: Locust runs on gevent, the cloud on asyncio, so they are always
 separate processes (``harness up`` in one terminal, ``locust`` in another).

@@ -112,10 +112,11 @@ def locust_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_locust(*args: str, cwd: Path, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """Run ``locust`` to completion (headless runs end by themselves)."""
-    return subprocess.run(locust_cmd(*args), cwd=cwd, env=locust_env(), capture_output=True, text=True,
-                          timeout=timeout)
+def run_locust(*args: str, cwd: Path, timeout: float = 120.0,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``locust`` to completion (headless runs end by themselves); ``env`` adds variables."""
+    return subprocess.run(locust_cmd(*args), cwd=cwd, env=locust_env(**(env or {})), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -148,3 +148,25 @@ def test_an_image_the_cloud_does_not_have_is_a_clear_failure(cloud_process, tmp_
     assert final[("GET", "/v2/images")]["failures"] == 0  # the listing worked; the name matched nothing
     error = record["errors"][0]["error"]
     assert "--image 'windows-95': no image of that id or name" in error and "cirros-0.6.2-x86_64-disk" in error
+
+
+def test_with_locust_otel_the_spans_come_from_locusts_own_tracer_provider(cloud_process, tmp_path):
+    """``--otel``: Locust sets up OpenTelemetry from the OTEL_* variables (here: spans to the console)
+    and the harness adds the run's spans file to Locust's provider instead of making its own."""
+    cloud = cloud_process()
+    res = run_locust("--otel", "--headless", "-u", "1", "-r", "1", "-t", "3s", "--stop-timeout", "30",
+                     "--host", cloud.auth_url, "--run-dir", str(cloud.run_dir), "--only-summary", cwd=tmp_path,
+                     env={"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none",
+                          "OTEL_LOGS_EXPORTER": "none"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    cloud.stop()
+    assert '"name": "nova.boot_server"' in res.stdout  # Locust's console exporter got them
+    resources = [rs["resource"] for line in (cloud.run_dir / "spans.jsonl").read_text().splitlines()
+                 for rs in json.loads(line)["resourceSpans"]]
+    locust = [{a["key"]: a["value"].get("stringValue") for a in r["attributes"]} for r in resources
+              if any(a["key"] == "service.name" and a["value"].get("stringValue") == "locust"
+                     for a in r["attributes"])]
+    assert locust and all(str(r.get("filename")).endswith("locustfile.py") for r in locust)  # Locust's resource
+    boots = [s for s in read_spans(cloud.run_dir / "spans.jsonl")
+             if s.service == "locust" and s.name == "nova.boot_server"]
+    assert boots and all(s.attrs["harness.boot.outcome"] == "active" for s in boots)
