@@ -136,13 +136,18 @@ class BootAnalysis:
     def roots(self) -> np.ndarray:
         return self.tree.roots
 
-    def critical_step_ms(self) -> pd.DataFrame:
-        """Milliseconds each boot spends on its critical path per step (a column per step number;
-        time in spans without a step of their own counts for their nearest numbered ancestor)."""
+    def critical_step_ms(self, *, own: bool = False) -> pd.DataFrame:
+        """Milliseconds each boot spends on its critical path per step (a column per step number).
+
+        Time in spans without a step of their own counts for their nearest numbered ancestor (the
+        token fetch inside step 20 is step 20's), unless ``own``: then only the step's own spans
+        count, and the rest is in the ``none`` column.
+        """
         sec, tree, n = self.sections, self.tree, len(self.table)
         n_steps = len(CATALOGUE) + 1
         t0, t1 = _clip_to_window(sec, tree.start[tree.roots], self.end_ns)
-        ms = np.bincount(sec.segment * n_steps + tree.eff_step[sec.span], weights=t1 - t0,
+        step = tree.step[sec.span] if own else tree.eff_step[sec.span]
+        ms = np.bincount(sec.segment * n_steps + step, weights=t1 - t0,
                          minlength=n * n_steps).reshape(n, n_steps) / 1e6
         frame = pd.DataFrame(ms[:, 1:], columns=[int(s) for s in sorted(CATALOGUE)], index=self.table.index)
         frame["none"] = ms[:, 0]
