@@ -78,5 +78,5 @@ def build_settings(
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
     raise typer.Exit(code)
