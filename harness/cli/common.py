@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from harness.config import Settings, load_settings
 
@@ -78,5 +79,5 @@ def build_settings(
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
