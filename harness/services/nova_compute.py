@@ -382,9 +382,9 @@ class NovaCompute(Service):
             inst = await self.conductor.call("conductor", "instance_get", {"instance_uuid": instance_uuid})
         except RpcError:
             inst = None
-        try:
+        try:  # ports go by the server's id, even when it was deleted without us (host was down)
+            await self._release_network(inst or {"uuid": instance_uuid})
             if inst is not None:
-                await self._release_network(inst)
                 await self._release_volumes(inst)
         finally:  # whatever Neutron or Cinder answered, the host's resources are given back
             await self.conductor.call("conductor", "instance_destroy", {"instance_uuid": instance_uuid})

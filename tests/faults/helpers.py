@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 from harness.client import CloudError, OpenStackClient
 from harness.cloud import EmbeddedCloud
@@ -30,6 +31,34 @@ async def authenticated(cloud: EmbeddedCloud, *, user: str = "demo", password: s
                 raise
             await asyncio.sleep(0.05)
     raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def users(cloud: EmbeddedCloud) -> AsyncIterator[tuple[OpenStackClient, OpenStackClient]]:
+    """(demo, admin) clients with tokens, closed on exit."""
+    client = await authenticated(cloud)
+    try:
+        admin = await authenticated(cloud, user="admin")
+    except BaseException:
+        await client.close()
+        raise
+    try:
+        yield client, admin
+    finally:
+        await client.close()
+        await admin.close()
+
+
+async def eventually(check: Any, *, timeout: float = 15.0, interval: float = 0.2) -> Any:
+    """Await ``check()`` until it returns without an AssertionError (the last one is raised)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
 
 
 async def set_fault(admin: OpenStackClient, spec: dict[str, Any]) -> dict[str, Any]:
