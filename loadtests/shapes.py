@@ -57,6 +57,7 @@ class HarnessShape(LoadTestShape):
         worker's last boots. (Ending at once would make Locust's master quit while its workers are
         still finishing, and lose what they report after half a second.)
         """
-        if self.get_current_user_count() > 0 and overtime < float(parsed.stop_timeout or 0) + DRAIN_GRACE_S:
-            return 0, float(max(users, 1))
+        current = self.get_current_user_count()
+        if current > 0 and overtime < float(parsed.stop_timeout or 0) + DRAIN_GRACE_S:
+            return 0, float(max(current, users, 1))  # all of them within a second
         return None
