@@ -32,6 +32,10 @@ class HarnessShape(LoadTestShape):
 
     use_common_options = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._drain_rate: float | None = None
+
     def tick(self) -> tuple[int, float] | None:
         assert self.runner is not None
         parsed: Any = self.runner.environment.parsed_options
@@ -59,5 +63,11 @@ class HarnessShape(LoadTestShape):
         """
         current = self.get_current_user_count()
         if current > 0 and overtime < float(parsed.stop_timeout or 0) + DRAIN_GRACE_S:
-            return 0, float(max(current, users, 1))  # all of them within a second
+            if self._drain_rate is None:  # fixed for the drain: a new tick value restarts the ramp
+                self._drain_rate = float(max(current, users, 1))  # all of them within a second
+            return 0, self._drain_rate
         return None
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self._drain_rate = None
