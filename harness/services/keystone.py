@@ -32,6 +32,9 @@ from harness.services.keystone_auth import DEFAULT_DOMAIN, UNAUTHORIZED, resolve
 from harness.steps import Step
 from harness.telemetry import caller_step, step_attributes, step_span
 
+#: Keystone names the token it could not find; the harness does not: an error's message reaches
+#: spans (as the exception event of the step's span) and logs, where tokens must never appear.
+TOKEN_NOT_FOUND = "Could not find token."
 PASSWORD_HASH_ROUNDS = 4  # bcrypt's minimum; Keystone's default is 12 (~250 ms a check)
 
 #: service type -> (catalog name, port setting, path after host:port)
@@ -244,9 +247,9 @@ class Keystone(HttpService):
             with step_span(self.tracer, step):
                 await self.latency.delay(step)
                 if subject is None:
-                    raise ApiError(404, f"Could not find token: {subject_id}.")
+                    raise ApiError(404, TOKEN_NOT_FOUND)
         elif subject is None:
-            raise ApiError(404, f"Could not find token: {subject_id}.")
+            raise ApiError(404, TOKEN_NOT_FOUND)
         headers = {"X-Subject-Token": subject_id}
         if request.method == "HEAD":
             return None, 200, headers
@@ -257,7 +260,7 @@ class Keystone(HttpService):
         caller = self._caller(request)
         subject_id, subject = self._subject(request, caller, "revoke_token")
         if subject is None:
-            raise ApiError(404, f"Could not find token: {subject_id}.")
+            raise ApiError(404, TOKEN_NOT_FOUND)
         self.tokens.pop(subject_id, None)
         return None, 204
 
