@@ -56,7 +56,7 @@ def _body_schemas() -> dict[tuple[str, str, str], Callable[[], dict[str, Any]]]:
         ("nova-api", "POST", "/v2.1/servers"): lambda: server_create(COMPUTE.min).validator.schema,
         ("nova-api", "POST", "/v2.1/servers/{server_id}/action"):
             lambda: {"oneOf": [s.validator.schema for s in ACTIONS.values()]},
-        ("nova-api", "PUT", "/v2.1/os-quota-sets/{tenant_id}"): lambda: QUOTA_UPDATE.validator.schema,
+        ("nova-api", "PUT", "/v2.1/os-quota-sets/{project_id}"): lambda: QUOTA_UPDATE.validator.schema,
         ("nova-api", "POST", "/v2.1/os-harness-faults"): faults,
         ("nova-api", "PUT", "/v2.1/os-harness-faults"): faults_all,
         ("cinder-api", "POST", "/v3/{project_id}/volumes"): cinder("CREATE_SCHEMA"),
