@@ -92,7 +92,10 @@ def bench(
         raise typer.Exit(1)
 
 
-def _report(out_dir: Path, cell_dirs: list[Path]) -> Path | None:
-    from analysis.report import write_report
+def _report(out_dir: Path, cell_dirs: list[Path]) -> Path:
+    """The analysis report over every cell, side by side (``OUT/report.html`` and its CSVs)."""
+    from analysis.rundata import load_runs
+    from analysis.report import build_report
 
-    return write_report(cell_dirs, out_dir=out_dir)
+    build_report(load_runs(cell_dirs), out_dir)
+    return out_dir / "report.html"
