@@ -77,3 +77,45 @@ async def token(cloud: EmbeddedCloud, user: str, password: str | None = None, pr
         async with s.post(cloud.auth_url + "/auth/tokens", json=body) as r:
             assert r.status == 201, await r.text()
             return r.headers["X-Subject-Token"]
+
+
+class ThreadedCloud:
+    """An embedded cloud running in a thread of its own (its own event loop), for synchronous
+    clients such as schemathesis: ``with ThreadedCloud(settings) as cloud: ...``."""
+
+    def __init__(self, settings: Any) -> None:
+        import threading
+
+        self.settings = settings
+        self.cloud: EmbeddedCloud | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="threaded-cloud", daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with EmbeddedCloud(self.settings) as cloud:
+                    self.cloud = cloud
+                    self._loop = asyncio.get_running_loop()
+                    self._ready.set()
+                    await self._stop.wait()
+            except BaseException as exc:  # reported to the thread that waits in __enter__
+                self._error = exc
+                self._ready.set()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> EmbeddedCloud:
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None or self.cloud is None:
+            raise RuntimeError(f"the cloud did not start: {self._error!r}")
+        return self.cloud
+
+    def __exit__(self, *exc: Any) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
