@@ -6,13 +6,16 @@ under 10 s and 2 GB on the 2-core box).
 
 The spans file is generated once (not timed) with :func:`analysis.synthetic.synthetic_run`, laid
 out as the harness writes it. Each measured stage runs in a fresh child process so that its peak
-resident memory (``ru_maxrss``) is its own; the table printed is wall time and peak RSS per stage.
+resident memory (``ru_maxrss``) is its own; the table printed is wall time, CPU time (both cores
+counted: Arrow parses on two threads), peak RSS and the machine's load average per stage (a busy
+shared box stretches wall time; CPU time does not move much).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,22 +30,20 @@ def _measure(path: Path, stage: str) -> dict[str, float]:
     import analysis
     from analysis.load import load_spans
 
-    t0 = time.perf_counter()
     if stage == "parquet_cache_hit":
         load_spans(path, cache=True)  # writes the cache (not timed)
-        t0 = time.perf_counter()
-        spans = load_spans(path, cache=True)
-    else:
-        spans = load_spans(path)
+    t0, c0 = time.perf_counter(), time.process_time()
+    spans = load_spans(path, cache=stage == "parquet_cache_hit")
     t_load = time.perf_counter() - t0
     boots = None
     if stage.startswith("load+boot_table"):
         boots = analysis.boot_table(spans)
     if stage.endswith("phase_table"):
         analysis.phase_table(boots)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"stage": stage, "spans": len(spans), "boots": 0 if boots is None else len(boots),
-            "load_s": round(t_load, 2), "total_s": round(total, 2),
+            "load_s": round(t_load, 2), "total_s": round(total, 2), "cpu_s": round(cpu, 2),
+            "loadavg": round(os.getloadavg()[0], 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "malformed_lines": spans.attrs.get("malformed_lines", 0)}
 
@@ -72,10 +73,11 @@ def main() -> None:
         proc = subprocess.run([sys.executable, __file__, "--stage", stage, "--file", str(path)],
                               check=True, capture_output=True, text=True)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"{'stage':32} {'spans':>9} {'boots':>7} {'load s':>7} {'total s':>8} {'peak RSS MB':>12}")
+    print(f"{'stage':30} {'spans':>9} {'boots':>7} {'load s':>7} {'total s':>8} {'CPU s':>6} "
+          f"{'peak RSS MB':>12} {'loadavg':>8}")
     for r in results:
-        print(f"{r['stage']:32} {r['spans']:>9} {r['boots']:>7} {r['load_s']:>7} {r['total_s']:>8} "
-              f"{r['peak_rss_mb']:>12}")
+        print(f"{r['stage']:30} {r['spans']:>9} {r['boots']:>7} {r['load_s']:>7} {r['total_s']:>8} "
+              f"{r['cpu_s']:>6} {r['peak_rss_mb']:>12} {r['loadavg']:>8}")
 
 
 if __name__ == "__main__":
