@@ -95,7 +95,7 @@ class Experiment(BaseModel):
     loads: list[LoadLevel] = Field(default_factory=lambda: [LoadLevel(users=4), LoadLevel(users=16)])
     boot: BootSpec = BootSpec()
     settings: dict[str, Any] = Field(default_factory=dict)
-    sla: SlaSpec = SlaSpec()
+    sla: SlaSpec = Field(default_factory=lambda: SlaSpec(max_failure_rate_pct=5.0))
     auth_url: str | None = Field(None, description="run against this cloud instead of embedded ones")
 
     @field_validator("schedulers", mode="before")
