@@ -72,7 +72,7 @@ def run_summary(boots: pd.DataFrame, *, labels: Mapping[str, Mapping[str, Any]] 
             row[f"{p}_p50_ms"] = float(np.percentile(col, 50)) if len(col) else np.nan
             row[f"{p}_p95_ms"] = float(np.percentile(col, 95)) if len(col) else np.nan
         row["queue_wait_p50_ms"] = float(ok["queue_wait_ms"].median()) if len(ok) else np.nan
-        row.update((labels or {}).get(run, {}))
+        row.update({k: v for k, v in (labels or {}).get(run, {}).items() if v is not None})
         row.update((balance or {}).get(run, {}))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -14,7 +14,7 @@ from analysis.boots import PHASES, Tree
 
 #: One colour per phase, everywhere (``other``: time in spans of no phase).
 PHASE_COLOURS = dict(zip(PHASES + ["other"], px.colors.qualitative.Plotly + ["#9e9e9e"]))
-_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=40))
+_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=40), height=450)
 
 
 def _tree_order(parent: np.ndarray, start: np.ndarray) -> tuple[list[int], list[int]]:
@@ -72,8 +72,8 @@ def waterfall(trace_spans: pd.DataFrame, *, title: str = "boot waterfall",
             ys += [y_of[r], y_of[r], None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="critical path",
                                  line=dict(color="black", width=3), hoverinfo="skip"))
-    fig.update_layout(**_LAYOUT, title=title, barmode="overlay", height=max(300, 18 * len(order) + 120),
-                      xaxis_title="ms since the boot request", legend_title="phase")
+    fig.update_layout(**{**_LAYOUT, "height": max(300, 18 * len(order) + 120)}, title=title,
+                      barmode="overlay", xaxis_title="ms since the boot request", legend_title="phase")
     fig.update_yaxes(autorange="reversed", tickfont=dict(family="monospace", size=10),
                      ticktext=labels, tickvals=[y_of[r] for r in order])
     return fig
@@ -148,11 +148,27 @@ def saturation(summary: pd.DataFrame, *, title: str = "throughput and latency ag
 
 def host_heatmap(usage: pd.DataFrame, *, value: str = "ram_pct",
                  title: str = "host utilisation over time") -> go.Figure:
-    """Hosts down, time across, colour the share of RAM (or ``value``) in use."""
-    grid = usage.pivot_table(index="host", columns="time_s", values=value, aggfunc="last")
-    fig = px.imshow(grid, aspect="auto", color_continuous_scale="Viridis", origin="upper",
-                    labels=dict(x="s since the run's first boot", y="host", color=value), title=title)
-    fig.update_layout(**_LAYOUT)
+    """Hosts down, time across, colour the share of RAM (or ``value``) in use; one panel per run
+    (``usage`` from :func:`analysis.capacity.usage_over_time`, with a ``run`` column)."""
+    from plotly.subplots import make_subplots
+
+    usage = usage if "run" in usage else usage.assign(run="")
+    runs = list(dict.fromkeys(usage["run"]))
+    grids = [usage[usage["run"] == r].pivot_table(index="host", columns="time_s", values=value, aggfunc="last")
+             for r in runs]
+    heights = [max(1, g.shape[0]) for g in grids]
+    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[str(r) for r in runs],
+                        row_heights=[h / sum(heights) for h in heights],
+                        vertical_spacing=min(0.12, 0.5 / len(runs)) if len(runs) > 1 else 0.0)
+    vmax = float(np.nanmax(usage[value])) if len(usage) else 1.0
+    for i, grid in enumerate(grids, 1):
+        fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index.astype(str),
+                                 coloraxis="coloraxis", hovertemplate="%{y} at %{x:.1f} s: %{z:.1f}%<extra></extra>"),
+                      row=i, col=1)
+        fig.update_xaxes(title_text="s since the run's first boot" if i == len(runs) else None, row=i, col=1)
+    fig.update_layout(**{**_LAYOUT, "height": max(300, 22 * sum(heights) + 60 * len(runs) + 100)}, title=title,
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=max(vmax, 1e-9),
+                                     colorbar_title=value.replace("_pct", " %")))
     return fig
 
 

@@ -96,10 +96,7 @@ def _usage(runs: list[Run]) -> pd.DataFrame:
     frames = []
     for run in runs:
         if run.capacity is not None:
-            u = usage_over_time(run.capacity)
-            if len(runs) > 1:
-                u["host"] = run.name + " " + u["host"].astype(str)
-            frames.append(u)
+            frames.append(usage_over_time(run.capacity).assign(run=run.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
