@@ -29,7 +29,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.tree import (
-    Sections, critical_paths, exclusive_ns, nearest_labelled, parent_positions, subtree_end,
+    Sections,
+    critical_paths,
+    exclusive_ns,
+    nearest_labelled,
+    parent_positions,
+    subtree_end,
 )
 from harness.steps import CATALOGUE, Phase, Step
 
@@ -147,8 +152,12 @@ class BootAnalysis:
         n_steps = len(CATALOGUE) + 1
         t0, t1 = _clip_to_window(sec, tree.start[tree.roots], self.end_ns)
         step = tree.step[sec.span] if own else tree.eff_step[sec.span]
-        ms = np.bincount(sec.segment * n_steps + step, weights=t1 - t0,
-                         minlength=n * n_steps).reshape(n, n_steps) / 1e6
+        ms = (
+            np.bincount(sec.segment * n_steps + step, weights=t1 - t0, minlength=n * n_steps).reshape(
+                n, n_steps
+            )
+            / 1e6
+        )
         frame = pd.DataFrame(ms[:, 1:], columns=[int(s) for s in sorted(CATALOGUE)], index=self.table.index)
         frame["none"] = ms[:, 0]
         return frame
@@ -201,16 +210,24 @@ def analyse_boots(spans: pd.DataFrame) -> BootAnalysis:
     t0, t1 = _clip_to_window(sections, tree.start[roots], end_ns)
     phase = tree.phase[sections.span]
     n_ph = len(PHASES)
-    by_phase = np.bincount(sections.segment * (n_ph + 1) + np.where(phase >= 0, phase, n_ph),
-                           weights=t1 - t0, minlength=n * (n_ph + 1)).reshape(n, n_ph + 1) / 1e6
+    by_phase = (
+        np.bincount(
+            sections.segment * (n_ph + 1) + np.where(phase >= 0, phase, n_ph),
+            weights=t1 - t0,
+            minlength=n * (n_ph + 1),
+        ).reshape(n, n_ph + 1)
+        / 1e6
+    )
 
-    out = pd.DataFrame({
-        "trace_id": _at(spans, "trace_id", roots),
-        "root_span_id": _at(spans, "span_id", roots),
-        "instance_id": _instance_ids(spans, tree),
-        "outcome": np.where(active, "ACTIVE", np.where(_has_error(spans, tree), "ERROR", "INCOMPLETE")),
-        "total_ms": (end_ns - tree.start[roots]) / 1e6,
-    })
+    out = pd.DataFrame(
+        {
+            "trace_id": _at(spans, "trace_id", roots),
+            "root_span_id": _at(spans, "span_id", roots),
+            "instance_id": _instance_ids(spans, tree),
+            "outcome": np.where(active, "ACTIVE", np.where(_has_error(spans, tree), "ERROR", "INCOMPLETE")),
+            "total_ms": (end_ns - tree.start[roots]) / 1e6,
+        }
+    )
     for i, name in enumerate(PHASES):
         out[f"{name}_ms"] = by_phase[:, i]
     out["auth_ms"] = _auth_ms(spans, tree)
@@ -243,14 +260,17 @@ def _queue_wait_ms(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
     """Time messages of the boot waited in queues (steps 9, 13, 15, 19 record it)."""
     rows = np.flatnonzero(np.isin(tree.step, QUEUE_STEPS) & (tree.member >= 0))
     wait = pd.to_numeric(pd.Series(_at(spans, ATTR_QUEUE_WAIT, rows), dtype=object), errors="coerce")
-    return np.bincount(tree.member[rows], weights=wait.fillna(0.0).to_numpy(dtype=float),
-                       minlength=len(tree.roots))
+    return np.bincount(
+        tree.member[rows], weights=wait.fillna(0.0).to_numpy(dtype=float), minlength=len(tree.roots)
+    )
 
 
 def _host(spans: pd.DataFrame, tree: Tree) -> np.ndarray:
     """Where the VM was spawned (step 29's host), else the last host claimed for it (step 11)."""
     n = len(tree.roots)
-    spawn = _last_by_group(tree.member, tree.end, (tree.step == int(Step.SPAWN)) & _notna(spans, ATTR_HOST), n)
+    spawn = _last_by_group(
+        tree.member, tree.end, (tree.step == int(Step.SPAWN)) & _notna(spans, ATTR_HOST), n
+    )
     claim = _last_by_group(tree.member, tree.end, _notna(spans, ATTR_CLAIMED), n)
     return np.where(spawn >= 0, _pick(spans, ATTR_HOST, spawn), _pick(spans, ATTR_CLAIMED, claim))
 
@@ -266,16 +286,21 @@ def _errors(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray, np
     failed_phase = np.where(first >= 0, phase_names[tree.phase[np.maximum(first, 0)]], None)
     err_rows = np.flatnonzero(err)
     text = pd.Series(_at(spans, "status_message", err_rows), dtype=object).fillna("").astype(str)
-    nvh_rows = err_rows[(tree.step[err_rows] == int(Step.SCHEDULER_SELECT_HOST))
-                        | text.str.contains(NO_VALID_HOST, regex=False).to_numpy(dtype=bool)]
+    nvh_rows = err_rows[
+        (tree.step[err_rows] == int(Step.SCHEDULER_SELECT_HOST))
+        | text.str.contains(NO_VALID_HOST, regex=False).to_numpy(dtype=bool)
+    ]
     return message, failed_phase, np.bincount(tree.member[nvh_rows], minlength=n) > 0
 
 
 def _retries(spans: pd.DataFrame, tree: Tree) -> tuple[np.ndarray, np.ndarray]:
     """Build attempts beyond the first (compute took a build message again) and claim rounds."""
     n = len(tree.roots)
-    builds = (_eq(spans, "openstack.rpc.method", "build_and_run_instance") & _eq(spans, "kind", "CONSUMER")
-              & (tree.member >= 0))
+    builds = (
+        _eq(spans, "openstack.rpc.method", "build_and_run_instance")
+        & _eq(spans, "kind", "CONSUMER")
+        & (tree.member >= 0)
+    )
     reschedules = np.maximum(np.bincount(tree.member[builds], minlength=n) - 1, 0)
     selects = (tree.step == int(Step.SCHEDULER_SELECT_HOST)) & (tree.member >= 0)
     return reschedules, np.bincount(tree.member[selects], minlength=n)
@@ -317,29 +342,36 @@ def critical_path(spans: pd.DataFrame, *, end_span_id: str | None = None) -> pd.
         first = int(np.argmin(tree.start[tree.roots]))
         ends, times, _ = _end_spans(spans, tree)
         end, stop = ends[[first]], tree.roots[[first]]
-        return _sections_frame(spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop,
-                                                           times[[first]], tree.detached))
+        return _sections_frame(
+            spans,
+            tree,
+            critical_paths(tree.start, tree.end, tree.parent, end, stop, times[[first]], tree.detached),
+        )
     else:  # no boot: from the root whose work ends last
         roots = np.flatnonzero(tree.parent < 0)
         done = subtree_end(tree.end, tree.parent, tree.detached)
         end, stop = roots[[int(np.argmax(done[roots]))]], np.array([-1])
-    return _sections_frame(spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop,
-                                                       detached=tree.detached))
+    return _sections_frame(
+        spans, tree, critical_paths(tree.start, tree.end, tree.parent, end, stop, detached=tree.detached)
+    )
 
 
 def _sections_frame(spans: pd.DataFrame, tree: Tree | None, sections: Sections) -> pd.DataFrame:
     rows = sections.span
     if tree is None:
-        return pd.DataFrame({c: [] for c in ("span_id", "name", "service", "step", "phase", "start_ns",
-                                             "end_ns", "ms")})
+        return pd.DataFrame(
+            {c: [] for c in ("span_id", "name", "service", "step", "phase", "start_ns", "end_ns", "ms")}
+        )
     phase = tree.phase[rows]
-    return pd.DataFrame({
-        "span_id": _at(spans, "span_id", rows),
-        "name": _at(spans, "name", rows),
-        "service": _at(spans, "service", rows),
-        "step": pd.array(np.where(tree.eff_step[rows] > 0, tree.eff_step[rows], 0), dtype="Int64"),
-        "phase": np.where(phase >= 0, np.array(PHASES, dtype=object)[np.maximum(phase, 0)], None),
-        "start_ns": sections.t0,
-        "end_ns": sections.t1,
-        "ms": (sections.t1 - sections.t0) / 1e6,
-    }).assign(step=lambda f: f["step"].mask(f["step"] == 0))
+    return pd.DataFrame(
+        {
+            "span_id": _at(spans, "span_id", rows),
+            "name": _at(spans, "name", rows),
+            "service": _at(spans, "service", rows),
+            "step": pd.array(np.where(tree.eff_step[rows] > 0, tree.eff_step[rows], 0), dtype="Int64"),
+            "phase": np.where(phase >= 0, np.array(PHASES, dtype=object)[np.maximum(phase, 0)], None),
+            "start_ns": sections.t0,
+            "end_ns": sections.t1,
+            "ms": (sections.t1 - sections.t0) / 1e6,
+        }
+    ).assign(step=lambda f: f["step"].mask(f["step"] == 0))

@@ -25,8 +25,16 @@ def latency_stats(values: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(np.nan, index=values.columns, columns=STAT_COLUMNS[:8])
     q = values.quantile(list(QUANTILES.values())).T
     q.columns = list(QUANTILES)
-    out = pd.concat([values.min().rename("min"), q, values.max().rename("max"),
-                     values.mean().rename("mean"), values.count().rename("count")], axis=1)
+    out = pd.concat(
+        [
+            values.min().rename("min"),
+            q,
+            values.max().rename("max"),
+            values.mean().rename("mean"),
+            values.count().rename("count"),
+        ],
+        axis=1,
+    )
     return out[STAT_COLUMNS[:8]]
 
 
@@ -62,18 +70,26 @@ def step_table(spans: pd.DataFrame, exclusive_ms: np.ndarray | None = None) -> p
     without it the column is left out.
     """
     numbered = spans["step"].notna().to_numpy()
-    frame = pd.DataFrame({"step": spans["step"].to_numpy()[numbered].astype(np.int64),
-                          "duration_ms": spans["duration_ms"].to_numpy()[numbered],
-                          "error": (spans["status_code"].astype(object) == "ERROR").to_numpy()[numbered]})
+    frame = pd.DataFrame(
+        {
+            "step": spans["step"].to_numpy()[numbered].astype(np.int64),
+            "duration_ms": spans["duration_ms"].to_numpy()[numbered],
+            "error": (spans["status_code"].astype(object) == "ERROR").to_numpy()[numbered],
+        }
+    )
     if exclusive_ms is not None:
         frame["exclusive_ms"] = np.asarray(exclusive_ms)[numbered]
     groups = frame.groupby("step")
     dur = groups["duration_ms"]
-    out = pd.DataFrame({
-        "count": dur.count(), "min": dur.min(),
-        **{name: dur.quantile(q) for name, q in QUANTILES.items()},
-        "max": dur.max(), "mean": dur.mean(),
-    })
+    out = pd.DataFrame(
+        {
+            "count": dur.count(),
+            "min": dur.min(),
+            **{name: dur.quantile(q) for name, q in QUANTILES.items()},
+            "max": dur.max(),
+            "mean": dur.mean(),
+        }
+    )
     if exclusive_ms is not None:
         out["exclusive_mean"] = groups["exclusive_ms"].mean()
     out["errors"] = groups["error"].sum().astype(int)
@@ -97,7 +113,9 @@ def tail_table(analysis: BootAnalysis, *, tail: float = 0.01) -> pd.DataFrame:
     per_step = analysis.critical_step_ms()[ok]
     totals = table["total_ms"][ok]
     if len(totals) == 0:
-        return pd.DataFrame(columns=["name", "phase", "tail_mean_ms", "all_mean_ms", "excess_ms", "excess_pct"])
+        return pd.DataFrame(
+            columns=["name", "phase", "tail_mean_ms", "all_mean_ms", "excess_ms", "excess_pct"]
+        )
     k = max(1, int(np.ceil(tail * len(totals))))
     slow = totals.nlargest(k).index
     out = pd.DataFrame({"tail_mean_ms": per_step.loc[slow].mean(), "all_mean_ms": per_step.mean()})
@@ -105,8 +123,9 @@ def tail_table(analysis: BootAnalysis, *, tail: float = 0.01) -> pd.DataFrame:
     positive = out["excess_ms"].clip(lower=0).sum()
     out["excess_pct"] = 100.0 * out["excess_ms"].clip(lower=0) / positive if positive else 0.0
     names = {int(s): (CATALOGUE[s].span_name, CATALOGUE[s].phase.value) for s in CATALOGUE}
-    out.insert(0, "name", [names.get(s, ("(no step)", None))[0] if s != "none" else "(no step)"
-                           for s in out.index])
+    out.insert(
+        0, "name", [names.get(s, ("(no step)", None))[0] if s != "none" else "(no step)" for s in out.index]
+    )
     out.insert(1, "phase", [names.get(s, (None, None))[1] if s != "none" else None for s in out.index])
     out.index.name = "step"
     out.attrs["tail_boots"] = k

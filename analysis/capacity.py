@@ -24,8 +24,8 @@ DB_FILE = "nova.db"
 class Capacity:
     """The hosts at the end of a run and the instances placed on them."""
 
-    hosts: pd.DataFrame      # host, vcpus, memory_mb, local_gb, *_used, allocation ratios
-    flavors: pd.DataFrame    # id, name, vcpus, memory_mb, root_gb
+    hosts: pd.DataFrame  # host, vcpus, memory_mb, local_gb, *_used, allocation ratios
+    flavors: pd.DataFrame  # id, name, vcpus, memory_mb, root_gb
     instances: pd.DataFrame  # uuid, host, vcpus, memory_mb, vm_state, launched_at, deleted, updated_at
 
 
@@ -40,7 +40,9 @@ def read_capacity(run_dir: str | Path) -> Capacity | None:
             flavors = pd.read_sql_query("SELECT id, name, vcpus, memory_mb, root_gb FROM flavors", con)
             instances = pd.read_sql_query(
                 "SELECT uuid, host, vcpus, memory_mb, root_gb, vm_state, launched_at, deleted, updated_at "
-                "FROM instances", con)
+                "FROM instances",
+                con,
+            )
     except (sqlite3.Error, pd.errors.DatabaseError):
         return None
     return Capacity(hosts=hosts, flavors=flavors, instances=instances)
@@ -69,15 +71,24 @@ def balance(cap: Capacity) -> dict[str, float]:
     if big["root_gb"]:
         limits.append(free_disk.to_numpy() / big["root_gb"])
     per_host = np.floor(np.clip(np.minimum.reduce(limits), 0, None))
-    pooled = np.floor(min(free_vcpu.clip(lower=0).sum() / max(big["vcpus"], 1),
-                          free_ram.clip(lower=0).sum() / max(big["memory_mb"], 1),
-                          free_disk.clip(lower=0).sum() / max(big["root_gb"], 1) if big["root_gb"] else np.inf))
+    pooled = np.floor(
+        min(
+            free_vcpu.clip(lower=0).sum() / max(big["vcpus"], 1),
+            free_ram.clip(lower=0).sum() / max(big["memory_mb"], 1),
+            free_disk.clip(lower=0).sum() / max(big["root_gb"], 1) if big["root_gb"] else np.inf,
+        )
+    )
     fit = float(per_host.sum())
     return {
         "hosts": int(len(h)),
-        "ram_cv": _cv(h["memory_mb_used"]), "vcpu_cv": _cv(h["vcpus_used"]),
-        "ram_used_pct": float(100 * h["memory_mb_used"].sum() / (h["memory_mb"] * h["ram_allocation_ratio"]).sum()),
-        "largest_flavor": str(big["name"]), "largest_fit": fit, "largest_fit_pooled": float(pooled),
+        "ram_cv": _cv(h["memory_mb_used"]),
+        "vcpu_cv": _cv(h["vcpus_used"]),
+        "ram_used_pct": float(
+            100 * h["memory_mb_used"].sum() / (h["memory_mb"] * h["ram_allocation_ratio"]).sum()
+        ),
+        "largest_flavor": str(big["name"]),
+        "largest_fit": fit,
+        "largest_fit_pooled": float(pooled),
         "fragmentation": float(1 - fit / pooled) if pooled else 0.0,
     }
 
@@ -104,6 +115,14 @@ def usage_over_time(cap: Capacity, *, t0: float | None = None, buckets: int = 60
         cpu = live[:, on] @ inst["vcpus"].to_numpy()[on]
         cap_ram = hosts.at[name, "memory_mb"] * hosts.at[name, "ram_allocation_ratio"]
         cap_cpu = hosts.at[name, "vcpus"] * hosts.at[name, "cpu_allocation_ratio"]
-        rows.append(pd.DataFrame({"host": name, "time_s": np.round(times - t0, 3),
-                                  "ram_pct": 100 * ram / cap_ram, "vcpu_pct": 100 * cpu / cap_cpu}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "host": name,
+                    "time_s": np.round(times - t0, 3),
+                    "ram_pct": 100 * ram / cap_ram,
+                    "vcpu_pct": 100 * cpu / cap_cpu,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)

@@ -24,21 +24,33 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 
 
-def bootstrap_ci(values: np.ndarray, q: float, *, seed: int = 0, confidence: float = CONFIDENCE,
-                 resamples: int = RESAMPLES) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, q: float, *, seed: int = 0, confidence: float = CONFIDENCE, resamples: int = RESAMPLES
+) -> tuple[float, float]:
     """A ``confidence`` interval for the ``q``-th percentile of ``values`` (NaN with < 3 values)."""
     values = np.asarray(values, dtype=float)
     if len(values) < 3 or np.all(values == values[0]):
         v = float(np.percentile(values, q)) if len(values) else np.nan
         return (v, v) if len(values) >= 3 else (np.nan, np.nan)
-    res = stats.bootstrap((values,), lambda x, axis: np.percentile(x, q, axis=axis), vectorized=True,
-                          n_resamples=resamples, confidence_level=confidence, method="percentile",
-                          random_state=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (values,),
+        lambda x, axis: np.percentile(x, q, axis=axis),
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def run_summary(boots: pd.DataFrame, *, labels: Mapping[str, Mapping[str, Any]] | None = None,
-                balance: Mapping[str, Mapping[str, float]] | None = None, seed: int = 0) -> pd.DataFrame:
+def run_summary(
+    boots: pd.DataFrame,
+    *,
+    labels: Mapping[str, Mapping[str, Any]] | None = None,
+    balance: Mapping[str, Mapping[str, float]] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """A row per run: scheduler, load, boots, success and NoValidHost rates, retries, throughput,
     mean boots in flight, boot-time percentiles (with bootstrap intervals), per-phase p50/p95 and,
     when known, host balance (``ram_cv``, ``vcpu_cv``) and fragmentation.
@@ -54,7 +66,8 @@ def run_summary(boots: pd.DataFrame, *, labels: Mapping[str, Mapping[str, Any]] 
         row: dict[str, Any] = {
             "run": run,
             "scheduler": g["scheduler"].dropna().iloc[0] if g["scheduler"].notna().any() else None,
-            "boots": len(g), "active": len(ok),
+            "boots": len(g),
+            "active": len(ok),
             "success_pct": 100.0 * len(ok) / len(g) if len(g) else np.nan,
             "no_valid_host_pct": 100.0 * g["no_valid_host"].mean() if len(g) else np.nan,
             "reschedules_mean": float(g["reschedules"].mean()) if len(g) else np.nan,
@@ -78,15 +91,18 @@ def run_summary(boots: pd.DataFrame, *, labels: Mapping[str, Mapping[str, Any]] 
     return pd.DataFrame(rows)
 
 
-def significance(boots: pd.DataFrame, *, pairs: list[tuple[str, str]] | None = None,
-                 alpha: float = 0.05) -> pd.DataFrame:
+def significance(
+    boots: pd.DataFrame, *, pairs: list[tuple[str, str]] | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
     """Mann-Whitney U (two-sided) between runs' ACTIVE boot times.
 
     ``pairs`` defaults to every pair of runs. Columns: a, b, n_a, n_b, median_a_ms, median_b_ms,
     u, p_value, significant (p < ``alpha``), faster (the run with the lower median when significant).
     """
     ok = boots[boots["outcome"] == "ACTIVE"]
-    times = {run: g["total_ms"].to_numpy(dtype=float) for run, g in ok.groupby("run", sort=False, observed=True)}
+    times = {
+        run: g["total_ms"].to_numpy(dtype=float) for run, g in ok.groupby("run", sort=False, observed=True)
+    }
     pairs = pairs if pairs is not None else list(itertools.combinations(times, 2))
     rows = []
     for a, b in pairs:
@@ -99,16 +115,43 @@ def significance(boots: pd.DataFrame, *, pairs: list[tuple[str, str]] | None = N
         ma = float(np.median(x)) if len(x) else np.nan
         mb = float(np.median(y)) if len(y) else np.nan
         sig = bool(p < alpha) if p == p else False
-        rows.append({"a": a, "b": b, "n_a": len(x), "n_b": len(y), "median_a_ms": ma, "median_b_ms": mb,
-                     "u": u, "p_value": p, "significant": sig,
-                     "faster": (a if ma < mb else b) if sig else None})
-    return pd.DataFrame(rows, columns=["a", "b", "n_a", "n_b", "median_a_ms", "median_b_ms", "u", "p_value",
-                                       "significant", "faster"])
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "n_a": len(x),
+                "n_b": len(y),
+                "median_a_ms": ma,
+                "median_b_ms": mb,
+                "u": u,
+                "p_value": p,
+                "significant": sig,
+                "faster": (a if ma < mb else b) if sig else None,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "a",
+            "b",
+            "n_a",
+            "n_b",
+            "median_a_ms",
+            "median_b_ms",
+            "u",
+            "p_value",
+            "significant",
+            "faster",
+        ],
+    )
 
 
 def same_load_pairs(summary: pd.DataFrame) -> list[tuple[str, str]]:
     """Pairs of runs at the same offered load (every pair when the load is not known)."""
     if "offered" not in summary or summary["offered"].isna().all():
         return list(itertools.combinations(summary["run"], 2))
-    return [pair for _, g in summary.groupby("offered", dropna=False)
-            for pair in itertools.combinations(g["run"], 2)]
+    return [
+        pair
+        for _, g in summary.groupby("offered", dropna=False)
+        for pair in itertools.combinations(g["run"], 2)
+    ]

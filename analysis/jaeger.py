@@ -22,8 +22,13 @@ import pandas as pd
 
 from analysis.otlp import ParseStats, parse_otlp_bytes
 
-SPAN_KINDS = {"server": "SPAN_KIND_SERVER", "client": "SPAN_KIND_CLIENT", "producer": "SPAN_KIND_PRODUCER",
-              "consumer": "SPAN_KIND_CONSUMER", "internal": "SPAN_KIND_INTERNAL"}
+SPAN_KINDS = {
+    "server": "SPAN_KIND_SERVER",
+    "client": "SPAN_KIND_CLIENT",
+    "producer": "SPAN_KIND_PRODUCER",
+    "consumer": "SPAN_KIND_CONSUMER",
+    "internal": "SPAN_KIND_INTERNAL",
+}
 #: Jaeger tags that are the span's kind and status, not attributes.
 _STATUS_TAGS = {"span.kind", "otel.status_code", "otel.status_description", "error"}
 
@@ -60,16 +65,32 @@ def _rfc3339(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def fetch_v3(base: str, client: httpx.Client, *, service: str | None, trace_ids: Sequence[str] | None,
-             lookback: dt.timedelta, limit: int) -> list[dict[str, Any]]:
+def fetch_v3(
+    base: str,
+    client: httpx.Client,
+    *,
+    service: str | None,
+    trace_ids: Sequence[str] | None,
+    lookback: dt.timedelta,
+    limit: int,
+) -> list[dict[str, Any]]:
     """ExportTraceServiceRequests from ``/api/v3/traces`` (None when the endpoint does not exist)."""
     if trace_ids:
         responses = [_get(client, f"{base}/api/v3/traces/{tid}") for tid in trace_ids]
     else:
         now = dt.datetime.now(dt.timezone.utc)
-        responses = [_get(client, f"{base}/api/v3/traces", {
-            "query.service_name": service, "query.start_time_min": _rfc3339(now - lookback),
-            "query.start_time_max": _rfc3339(now), "query.num_traces": limit})]
+        responses = [
+            _get(
+                client,
+                f"{base}/api/v3/traces",
+                {
+                    "query.service_name": service,
+                    "query.start_time_min": _rfc3339(now - lookback),
+                    "query.start_time_max": _rfc3339(now),
+                    "query.num_traces": limit,
+                },
+            )
+        ]
     requests = []
     for resp in responses:
         html_page = resp.headers.get("content-type", "").startswith("text/html")  # the UI's catch-all
@@ -110,8 +131,9 @@ def v1_trace_to_otlp(trace: dict[str, Any]) -> dict[str, Any]:
     by_process: dict[str, list[dict[str, Any]]] = {}
     for span in trace.get("spans") or []:
         tags = {t.get("key"): t for t in span.get("tags") or [] if isinstance(t, dict)}
-        parent = next((r.get("spanID") for r in span.get("references") or []
-                       if r.get("refType") == "CHILD_OF"), None)
+        parent = next(
+            (r.get("spanID") for r in span.get("references") or [] if r.get("refType") == "CHILD_OF"), None
+        )
         if parent is None:  # a FOLLOWS_FROM link still places the span under its cause
             parent = next((r.get("spanID") for r in span.get("references") or []), None)
         start_ns = int(span["startTime"]) * 1000
@@ -123,32 +145,57 @@ def v1_trace_to_otlp(trace: dict[str, Any]) -> dict[str, Any]:
             status["code"] = f"STATUS_CODE_{status_code}"
         if "otel.status_description" in tags:
             status["message"] = str(tags["otel.status_description"].get("value"))
-        kind = SPAN_KINDS.get(str((tags.get("span.kind") or {}).get("value", "")).lower(), "SPAN_KIND_INTERNAL")
-        by_process.setdefault(span.get("processID", ""), []).append({
-            "traceId": span.get("traceID") or trace.get("traceID"), "spanId": span.get("spanID"),
-            "parentSpanId": parent or "", "name": span.get("operationName", ""), "kind": kind,
-            "startTimeUnixNano": str(start_ns), "endTimeUnixNano": str(start_ns + int(span["duration"]) * 1000),
-            "attributes": [{"key": k, "value": _tag_value(t)} for k, t in tags.items() if k not in _STATUS_TAGS],
-            "status": status,
-        })
+        kind = SPAN_KINDS.get(
+            str((tags.get("span.kind") or {}).get("value", "")).lower(), "SPAN_KIND_INTERNAL"
+        )
+        by_process.setdefault(span.get("processID", ""), []).append(
+            {
+                "traceId": span.get("traceID") or trace.get("traceID"),
+                "spanId": span.get("spanID"),
+                "parentSpanId": parent or "",
+                "name": span.get("operationName", ""),
+                "kind": kind,
+                "startTimeUnixNano": str(start_ns),
+                "endTimeUnixNano": str(start_ns + int(span["duration"]) * 1000),
+                "attributes": [
+                    {"key": k, "value": _tag_value(t)} for k, t in tags.items() if k not in _STATUS_TAGS
+                ],
+                "status": status,
+            }
+        )
     resource_spans = []
     for pid, spans in by_process.items():
         proc = processes.get(pid) or {}
         attrs = [{"key": "service.name", "value": {"stringValue": proc.get("serviceName", pid)}}]
-        attrs += [{"key": t["key"], "value": _tag_value(t)} for t in proc.get("tags") or []
-                  if isinstance(t, dict) and t.get("key") != "service.name"]
+        attrs += [
+            {"key": t["key"], "value": _tag_value(t)}
+            for t in proc.get("tags") or []
+            if isinstance(t, dict) and t.get("key") != "service.name"
+        ]
         resource_spans.append({"resource": {"attributes": attrs}, "scopeSpans": [{"spans": spans}]})
     return {"resourceSpans": resource_spans}
 
 
-def fetch_v1(base: str, client: httpx.Client, *, service: str | None, trace_ids: Sequence[str] | None,
-             lookback: dt.timedelta, limit: int) -> list[dict[str, Any]]:
+def fetch_v1(
+    base: str,
+    client: httpx.Client,
+    *,
+    service: str | None,
+    trace_ids: Sequence[str] | None,
+    lookback: dt.timedelta,
+    limit: int,
+) -> list[dict[str, Any]]:
     """ExportTraceServiceRequests converted from ``/api/traces``."""
     if trace_ids:
         responses = [_get(client, f"{base}/api/traces/{tid}") for tid in trace_ids]
     else:
-        responses = [_get(client, f"{base}/api/traces", {
-            "service": service, "lookback": f"{int(lookback.total_seconds())}s", "limit": limit})]
+        responses = [
+            _get(
+                client,
+                f"{base}/api/traces",
+                {"service": service, "lookback": f"{int(lookback.total_seconds())}s", "limit": limit},
+            )
+        ]
     requests = []
     for resp in responses:
         if resp.status_code == 404:
@@ -164,14 +211,25 @@ def fetch_v1(base: str, client: httpx.Client, *, service: str | None, trace_ids:
 def _to_frame(requests: Iterable[dict[str, Any]]) -> pd.DataFrame:
     data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in requests)
     frame, stats = parse_otlp_bytes(data, ParseStats())
-    frame.attrs.update(lines=stats.lines, malformed_lines=stats.malformed_lines,
-                       malformed_spans=stats.malformed_spans, first_error=stats.first_error)
+    frame.attrs.update(
+        lines=stats.lines,
+        malformed_lines=stats.malformed_lines,
+        malformed_spans=stats.malformed_spans,
+        first_error=stats.first_error,
+    )
     return frame
 
 
-def load_jaeger(url: str, *, service: str | None = "nova-api", trace_ids: Sequence[str] | None = None,
-                lookback: dt.timedelta = dt.timedelta(hours=1), limit: int = 1000, api: str = "auto",
-                timeout: float = 30.0) -> pd.DataFrame:
+def load_jaeger(
+    url: str,
+    *,
+    service: str | None = "nova-api",
+    trace_ids: Sequence[str] | None = None,
+    lookback: dt.timedelta = dt.timedelta(hours=1),
+    limit: int = 1000,
+    api: str = "auto",
+    timeout: float = 30.0,
+) -> pd.DataFrame:
     """The span table of traces from Jaeger at ``url`` (the query service or UI base URL).
 
     Either the given ``trace_ids``, or up to ``limit`` traces through ``service`` in the last
@@ -189,5 +247,7 @@ def load_jaeger(url: str, *, service: str | None = "nova-api", trace_ids: Sequen
                 return _to_frame(fetch_v3(base, client, **kw))
             except _NoEndpoint:
                 if api == "v3":
-                    raise JaegerError(f"{base} has no /api/v3/traces (Jaeger before 1.35?); try api='v1'") from None
+                    raise JaegerError(
+                        f"{base} has no /api/v3/traces (Jaeger before 1.35?); try api='v1'"
+                    ) from None
         return _to_frame(fetch_v1(base, client, **kw))

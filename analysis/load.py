@@ -53,9 +53,7 @@ def load_spans(source: Source | Sequence[Source], *, cache: bool = False) -> pd.
     ``cache=True`` reads ``spans.parquet`` when it is current and writes it when it is not.
     Malformed lines and spans are skipped and counted in ``df.attrs`` (never fatal).
     """
-    sources: Iterable[Source] = (
-        [source] if isinstance(source, (str, os.PathLike, pd.DataFrame)) else source
-    )
+    sources: Iterable[Source] = [source] if isinstance(source, (str, os.PathLike, pd.DataFrame)) else source
     frames, stats, names = [], ParseStats(), []
     for src in sources:
         if isinstance(src, pd.DataFrame):
@@ -75,8 +73,11 @@ def load_spans(source: Source | Sequence[Source], *, cache: bool = False) -> pd.
         frame = frame[keep.to_numpy()].reset_index(drop=True)
     frame.attrs.update(
         duplicate_spans=duplicates,
-        lines=stats.lines, malformed_lines=stats.malformed_lines,
-        malformed_spans=stats.malformed_spans, first_error=stats.first_error, sources=names,
+        lines=stats.lines,
+        malformed_lines=stats.malformed_lines,
+        malformed_spans=stats.malformed_spans,
+        first_error=stats.first_error,
+        sources=names,
     )
     return frame
 
@@ -132,8 +133,12 @@ def concat_spans(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         categorical = [p for p in parts if isinstance(p.dtype, pd.CategoricalDtype)]
         if categorical and all(isinstance(p.dtype, pd.CategoricalDtype) or p.isna().all() for p in parts):
             empty = categorical[0].cat.categories[:0]
-            cats = [p.array if isinstance(p.dtype, pd.CategoricalDtype)
-                    else pd.Categorical([None] * len(p), categories=empty) for p in parts]
+            cats = [
+                p.array
+                if isinstance(p.dtype, pd.CategoricalDtype)
+                else pd.Categorical([None] * len(p), categories=empty)
+                for p in parts
+            ]
             out[col] = pd.Series(union_categoricals(cats, ignore_order=True))
         else:
             out[col] = pd.concat([p.reset_index(drop=True) for p in parts], ignore_index=True)

@@ -33,26 +33,40 @@ import pyarrow.json as pj
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Phase
 
 # -- the OTLP/JSON schema the fast path reads -----------------------------------------------------
-_SCALAR = [("stringValue", pa.string()), ("intValue", pa.string()), ("doubleValue", pa.float64()),
-           ("boolValue", pa.bool_())]
-ANY_VALUE = pa.struct(_SCALAR + [("bytesValue", pa.string()),
-                                 ("arrayValue", pa.struct([("values", pa.list_(pa.struct(_SCALAR)))]))])
+_SCALAR = [
+    ("stringValue", pa.string()),
+    ("intValue", pa.string()),
+    ("doubleValue", pa.float64()),
+    ("boolValue", pa.bool_()),
+]
+ANY_VALUE = pa.struct(
+    _SCALAR
+    + [("bytesValue", pa.string()), ("arrayValue", pa.struct([("values", pa.list_(pa.struct(_SCALAR)))]))]
+)
 KEY_VALUES = pa.list_(pa.struct([("key", pa.string()), ("value", ANY_VALUE)]))
 
 
 def _request_schema(enum_type: pa.DataType) -> pa.Schema:
-    span = pa.struct([
-        ("traceId", pa.string()), ("spanId", pa.string()), ("parentSpanId", pa.string()),
-        ("name", pa.string()), ("kind", enum_type),
-        ("startTimeUnixNano", pa.string()), ("endTimeUnixNano", pa.string()),
-        ("attributes", KEY_VALUES),
-        ("status", pa.struct([("code", enum_type), ("message", pa.string())])),
-    ])
+    span = pa.struct(
+        [
+            ("traceId", pa.string()),
+            ("spanId", pa.string()),
+            ("parentSpanId", pa.string()),
+            ("name", pa.string()),
+            ("kind", enum_type),
+            ("startTimeUnixNano", pa.string()),
+            ("endTimeUnixNano", pa.string()),
+            ("attributes", KEY_VALUES),
+            ("status", pa.struct([("code", enum_type), ("message", pa.string())])),
+        ]
+    )
     scope_spans = pa.struct([("spans", pa.list_(span))])
-    resource_spans = pa.struct([
-        ("resource", pa.struct([("attributes", KEY_VALUES)])),
-        ("scopeSpans", pa.list_(scope_spans)),
-    ])
+    resource_spans = pa.struct(
+        [
+            ("resource", pa.struct([("attributes", KEY_VALUES)])),
+            ("scopeSpans", pa.list_(scope_spans)),
+        ]
+    )
     return pa.schema([("resourceSpans", pa.list_(resource_spans))])
 
 
@@ -75,8 +89,21 @@ CHUNK_BYTES = 128 << 20
 #: Arrow's parse block (one thread each); grown for a piece whose lines are longer.
 BLOCK_BYTES = 32 << 20
 #: Column order of the span table (attribute columns follow).
-BASE_COLUMNS = ["trace_id", "span_id", "parent_span_id", "service", "name", "kind", "step", "phase",
-                "start_ns", "end_ns", "duration_ms", "status_code", "status_message"]
+BASE_COLUMNS = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "step",
+    "phase",
+    "start_ns",
+    "end_ns",
+    "duration_ms",
+    "status_code",
+    "status_message",
+]
 
 
 @dataclass
@@ -101,14 +128,15 @@ _ENUM_INT_SNIFF = re.compile(rb'"kind"\s*:\s*\d')
 
 def read_otlp_table(data: bytes | memoryview) -> pa.Table:
     """Parse OTLP/JSON lines with Arrow; raises ``pa.ArrowInvalid`` when a line does not fit."""
-    schema = SCHEMA_ENUM_INTS if _ENUM_INT_SNIFF.search(data[:1 << 16]) else SCHEMA_ENUM_NAMES
+    schema = SCHEMA_ENUM_INTS if _ENUM_INT_SNIFF.search(data[: 1 << 16]) else SCHEMA_ENUM_NAMES
     block = BLOCK_BYTES
     while True:
         try:
             return pj.read_json(
                 pa.BufferReader(pa.py_buffer(data)),
                 read_options=pj.ReadOptions(block_size=block, use_threads=True),
-                parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+                parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+            )
         except pa.ArrowInvalid as exc:
             # a line longer than a block (the harness writes up to 2048 spans a line)
             if "straddling" not in str(exc) or block > len(data):
@@ -161,9 +189,9 @@ def _any_value(value: Any) -> dict[str, Any]:
         out["boolValue"] = bool(value["boolValue"])
     if "arrayValue" in value:
         values = (value["arrayValue"] or {}).get("values") or []
-        out["arrayValue"] = {"values": [
-            {k: v for k, v in _any_value(item).items() if k != "arrayValue"} for item in values
-        ]}
+        out["arrayValue"] = {
+            "values": [{k: v for k, v in _any_value(item).items() if k != "arrayValue"} for item in values]
+        }
     if "kvlistValue" in value:  # nested maps: kept as their JSON text
         out["stringValue"] = json.dumps(value["kvlistValue"], sort_keys=True)
     return out
@@ -193,12 +221,18 @@ def _span(span: Any) -> dict[str, Any]:
     if not isinstance(status, dict):
         raise ValueError("status is not an object")
     return {
-        "traceId": trace_id, "spanId": span_id, "parentSpanId": _hex_id(span.get("parentSpanId"), 8),
-        "name": str(span.get("name", "")), "kind": _enum_name(span.get("kind"), KIND_NAMES, "SPAN_KIND_"),
-        "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
+        "traceId": trace_id,
+        "spanId": span_id,
+        "parentSpanId": _hex_id(span.get("parentSpanId"), 8),
+        "name": str(span.get("name", "")),
+        "kind": _enum_name(span.get("kind"), KIND_NAMES, "SPAN_KIND_"),
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
         "attributes": _attributes(span.get("attributes")),
-        "status": {"code": _enum_name(status.get("code"), STATUS_NAMES, "STATUS_CODE_"),
-                   "message": status.get("message")},
+        "status": {
+            "code": _enum_name(status.get("code"), STATUS_NAMES, "STATUS_CODE_"),
+            "message": status.get("message"),
+        },
     }
 
 
@@ -263,8 +297,8 @@ def iter_chunks(fh: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]
         if cut < 0:
             rest = data
             continue
-        yield data[:cut + 1]
-        rest = data[cut + 1:]
+        yield data[: cut + 1]
+        rest = data[cut + 1 :]
     if rest:
         yield rest
 
@@ -289,8 +323,9 @@ def parse_chunk(data: bytes | memoryview, stats: ParseStats) -> pa.Table | None:
     return flat
 
 
-def parse_otlp_file(path: str | os.PathLike, stats: ParseStats | None = None,
-                    chunk_bytes: int = CHUNK_BYTES) -> tuple[pd.DataFrame, ParseStats]:
+def parse_otlp_file(
+    path: str | os.PathLike, stats: ParseStats | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> tuple[pd.DataFrame, ParseStats]:
     """A spans file, memory-mapped and parsed piece by piece (no copy of the file in memory)."""
     stats = stats or ParseStats()
     tables: list[pa.Table] = []
@@ -315,7 +350,9 @@ def parse_otlp_file(path: str | os.PathLike, stats: ParseStats | None = None,
                     if table is not None:
                         tables.append(table)
                     if hasattr(mm, "madvise"):  # parsed pages need not stay resident
-                        mm.madvise(mmap.MADV_DONTNEED, pos - pos % mmap.PAGESIZE, end - pos + pos % mmap.PAGESIZE)
+                        mm.madvise(
+                            mmap.MADV_DONTNEED, pos - pos % mmap.PAGESIZE, end - pos + pos % mmap.PAGESIZE
+                        )
                     pos = end
             finally:
                 view.release()
@@ -327,8 +364,9 @@ def parse_otlp_bytes(data: bytes, stats: ParseStats | None = None) -> tuple[pd.D
     return parse_otlp_stream(io.BytesIO(data), stats)
 
 
-def parse_otlp_stream(fh: BinaryIO, stats: ParseStats | None = None,
-                      chunk_bytes: int = CHUNK_BYTES) -> tuple[pd.DataFrame, ParseStats]:
+def parse_otlp_stream(
+    fh: BinaryIO, stats: ParseStats | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> tuple[pd.DataFrame, ParseStats]:
     """OTLP/JSON lines read piece by piece (memory stays near one piece plus the result)."""
     stats = stats or ParseStats()
     tables = [t for t in (parse_chunk(c, stats) for c in iter_chunks(fh, chunk_bytes)) if t is not None]
@@ -412,12 +450,14 @@ def _attribute_columns(attrs: pa.Array, n: int) -> dict[str, pa.Array]:
     bounds = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=n_keys))))
     value = _field(kv, "value")
     fields = {name: _field(value, name) for name in _VALUE_FIELDS}
-    present = {name: np.bincount(codes, weights=arr.is_valid().to_numpy(zero_copy_only=False),
-                                 minlength=n_keys) > 0
-               for name, arr in fields.items() if arr.null_count < len(arr)}
+    present = {
+        name: np.bincount(codes, weights=arr.is_valid().to_numpy(zero_copy_only=False), minlength=n_keys) > 0
+        for name, arr in fields.items()
+        if arr.null_count < len(arr)
+    }
     columns: dict[str, pa.Array] = {}
     for k, key in enumerate(keys.dictionary.to_pylist()):
-        rows = order[bounds[k]:bounds[k + 1]]
+        rows = order[bounds[k] : bounds[k + 1]]
         if len(rows) == 0:
             continue
         used = [name for name, mask in present.items() if mask[k]]
@@ -446,14 +486,18 @@ def _scatter_dictionary(enc: pa.DictionaryArray, rows: np.ndarray, n: int) -> pa
 
 def _array_strings(arr: pa.Array) -> pa.Array:
     """``arrayValue`` attributes as lists of strings (the harness's are lists of strings)."""
-    return pa.array([None if v is None else [str(_scalar(x)) for x in v["values"] or ()]
-                     for v in arr.to_pylist()], pa.list_(pa.string()))
+    return pa.array(
+        [None if v is None else [str(_scalar(x)) for x in v["values"] or ()] for v in arr.to_pylist()],
+        pa.list_(pa.string()),
+    )
 
 
 def _typed_value(vals: pa.StructArray) -> pa.Array:
     """The one typed array an attribute's values fit (strings when a key mixes types)."""
-    present = {name: _field(vals, name) for name in ("stringValue", "intValue", "doubleValue", "boolValue",
-                                                      "bytesValue", "arrayValue")}
+    present = {
+        name: _field(vals, name)
+        for name in ("stringValue", "intValue", "doubleValue", "boolValue", "bytesValue", "arrayValue")
+    }
     present = {k: v for k, v in present.items() if v.null_count < len(v)}
     if not present:
         return pa.nulls(len(vals), pa.string())
@@ -469,8 +513,9 @@ def _typed_value(vals: pa.StructArray) -> pa.Array:
     out = pa.nulls(len(vals), pa.string())
     for name, arr in present.items():
         if name == "arrayValue":
-            arr = pa.array([None if v is None else json.dumps(v) for v in _array_strings(arr).to_pylist()],
-                           pa.string())
+            arr = pa.array(
+                [None if v is None else json.dumps(v) for v in _array_strings(arr).to_pylist()], pa.string()
+            )
         out = pc.coalesce(out, pc.cast(arr, pa.string()))
     return out
 
@@ -517,8 +562,9 @@ def _step_and_phase(attr_cols: dict[str, pa.Array], n: int) -> tuple[pa.Array, p
             extra = sorted(set(values) - set(PHASES))
             lookup = {p: i for i, p in enumerate(PHASES + extra)}
             phase_idx[missing] = [lookup[v] for v in values]
-    phase = pa.DictionaryArray.from_arrays(pa.array(phase_idx, mask=phase_idx < 0, type=pa.int32()),
-                                           pa.array(PHASES + extra, pa.string()))
+    phase = pa.DictionaryArray.from_arrays(
+        pa.array(phase_idx, mask=phase_idx < 0, type=pa.int32()), pa.array(PHASES + extra, pa.string())
+    )
     return pa.array(step, mask=step == 0), phase
 
 
@@ -539,9 +585,10 @@ def _flat_chunk(rs_lists: pa.Array) -> tuple[pa.Table | None, int]:
     sp, ss_of_sp = _flatten(_field(ss, "spans"))
     rs_of_sp = rs_of_ss[ss_of_sp]
     start_s, end_s = _field(sp, "startTimeUnixNano"), _field(sp, "endTimeUnixNano")
-    good = pc.and_(pc.and_(pc.is_valid(_field(sp, "traceId")), pc.is_valid(_field(sp, "spanId"))),
-                   pc.and_(pc.utf8_is_numeric(pc.fill_null(start_s, "x")),
-                           pc.utf8_is_numeric(pc.fill_null(end_s, "x"))))
+    good = pc.and_(
+        pc.and_(pc.is_valid(_field(sp, "traceId")), pc.is_valid(_field(sp, "spanId"))),
+        pc.and_(pc.utf8_is_numeric(pc.fill_null(start_s, "x")), pc.utf8_is_numeric(pc.fill_null(end_s, "x"))),
+    )
     n_good = pc.sum(pc.cast(good, pa.int64())).as_py() or 0
     bad = len(sp) - n_good
     if bad:
@@ -560,10 +607,16 @@ def _flat_chunk(rs_lists: pa.Array) -> tuple[pa.Table | None, int]:
     service = resource.pop("service.name", pa.nulls(n, pa.dictionary(pa.int32(), pa.string())))
     status = _field(sp, "status")
     columns: dict[str, pa.Array] = {
-        "trace_id": _field(sp, "traceId"), "span_id": _field(sp, "spanId"), "parent_span_id": parent,
-        "service": service, "name": pc.dictionary_encode(_field(sp, "name")),
+        "trace_id": _field(sp, "traceId"),
+        "span_id": _field(sp, "spanId"),
+        "parent_span_id": parent,
+        "service": service,
+        "name": pc.dictionary_encode(_field(sp, "name")),
         "kind": _short_enum(_field(sp, "kind"), KIND_NAMES, "SPAN_KIND_", "UNSPECIFIED"),
-        "step": step, "phase": phase, "start_ns": start, "end_ns": end,
+        "step": step,
+        "phase": phase,
+        "start_ns": start,
+        "end_ns": end,
         "duration_ms": pc.divide(pc.cast(pc.subtract(end, start), pa.float64()), 1e6),
         "status_code": _short_enum(_field(status, "code"), STATUS_NAMES, "STATUS_CODE_", "UNSET"),
         "status_message": _field(status, "message"),
@@ -603,8 +656,13 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
                 if pa.types.is_dictionary(col.type):
                     col = col.cast(col.type.value_type)
                 if pa.types.is_list(col.type):
-                    col = pa.chunked_array([pa.array([None if v is None else json.dumps(v)
-                                                      for v in col.to_pylist()], pa.string())])
+                    col = pa.chunked_array(
+                        [
+                            pa.array(
+                                [None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string()
+                            )
+                        ]
+                    )
                 tables[i] = t.set_column(t.column_names.index(name), name, col.cast(target))
     # a column missing from a table is filled with nulls of its type
     schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
@@ -652,7 +710,8 @@ def to_frame(tables: list[pa.Table]) -> pd.DataFrame:
     table = _concat(tables)
     frame = pd.DataFrame({name: _series(table.column(name), name) for name in table.column_names})
     frame["phase"] = frame["phase"].cat.set_categories(
-        PHASES + [c for c in frame["phase"].cat.categories if c not in PHASES])
+        PHASES + [c for c in frame["phase"].cat.categories if c not in PHASES]
+    )
     return frame
 
 

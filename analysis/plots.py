@@ -33,8 +33,9 @@ def _tree_order(parent: np.ndarray, start: np.ndarray) -> tuple[list[int], list[
     return order, depth
 
 
-def waterfall(trace_spans: pd.DataFrame, *, title: str = "boot waterfall",
-              critical: pd.DataFrame | None = None) -> go.Figure:
+def waterfall(
+    trace_spans: pd.DataFrame, *, title: str = "boot waterfall", critical: pd.DataFrame | None = None
+) -> go.Figure:
     """A trace as Jaeger draws it: a bar a span, indented by depth, coloured by phase (the phase its
     time counts for, inherited from the nearest ancestor with one). ``critical`` (from
     :func:`analysis.boots.critical_path`) is drawn as a black line through the bars on the path."""
@@ -53,14 +54,25 @@ def waterfall(trace_spans: pd.DataFrame, *, title: str = "boot waterfall",
         if not len(sel):
             continue
         step = spans["step"].to_numpy(dtype=object)
-        fig.add_trace(go.Bar(
-            name=ph, orientation="h", marker_color=PHASE_COLOURS[ph],
-            y=[y_of[r] for r in sel], base=(tree.start[sel] - t0) / 1e6, x=(tree.end[sel] - tree.start[sel]) / 1e6,
-            customdata=np.stack([spans["service"].astype(str).to_numpy()[sel],
-                                 [("" if pd.isna(step[r]) else str(step[r])) for r in sel]], axis=1),
-            hovertemplate="%{y}<br>service %{customdata[0]}, step %{customdata[1]}<br>"
-                          "start %{base:.2f} ms, %{x:.2f} ms<extra>" + ph + "</extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                name=ph,
+                orientation="h",
+                marker_color=PHASE_COLOURS[ph],
+                y=[y_of[r] for r in sel],
+                base=(tree.start[sel] - t0) / 1e6,
+                x=(tree.end[sel] - tree.start[sel]) / 1e6,
+                customdata=np.stack(
+                    [
+                        spans["service"].astype(str).to_numpy()[sel],
+                        [("" if pd.isna(step[r]) else str(step[r])) for r in sel],
+                    ],
+                    axis=1,
+                ),
+                hovertemplate="%{y}<br>service %{customdata[0]}, step %{customdata[1]}<br>"
+                "start %{base:.2f} ms, %{x:.2f} ms<extra>" + ph + "</extra>",
+            )
+        )
     if critical is not None and len(critical):
         row_of = {sid: r for r, sid in enumerate(spans["span_id"])}
         xs, ys = [], []
@@ -70,12 +82,29 @@ def waterfall(trace_spans: pd.DataFrame, *, title: str = "boot waterfall",
                 continue
             xs += [(sec.start_ns - t0) / 1e6, (sec.end_ns - t0) / 1e6, None]
             ys += [y_of[r], y_of[r], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="critical path",
-                                 line=dict(color="black", width=3), hoverinfo="skip"))
-    fig.update_layout(**{**_LAYOUT, "height": max(300, 18 * len(order) + 120)}, title=title,
-                      barmode="overlay", xaxis_title="ms since the boot request", legend_title="phase")
-    fig.update_yaxes(autorange="reversed", tickfont=dict(family="monospace", size=10),
-                     ticktext=labels, tickvals=[y_of[r] for r in order])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name="critical path",
+                line=dict(color="black", width=3),
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(
+        **{**_LAYOUT, "height": max(300, 18 * len(order) + 120)},
+        title=title,
+        barmode="overlay",
+        xaxis_title="ms since the boot request",
+        legend_title="phase",
+    )
+    fig.update_yaxes(
+        autorange="reversed",
+        tickfont=dict(family="monospace", size=10),
+        ticktext=labels,
+        tickvals=[y_of[r] for r in order],
+    )
     return fig
 
 
@@ -89,14 +118,24 @@ def phase_bars(boots: pd.DataFrame, *, by: str = "run", title: str = "where a bo
     for col in cols:
         ph = col[:-3]
         if (means[col] > 0).any():
-            fig.add_trace(go.Bar(name=ph, x=means.index.astype(str), y=means[col], marker_color=PHASE_COLOURS[ph],
-                                 hovertemplate="%{x}: %{y:.1f} ms<extra>" + ph + "</extra>"))
-    fig.update_layout(**_LAYOUT, title=title, barmode="stack", yaxis_title="mean ms per ACTIVE boot",
-                      legend_title="phase")
+            fig.add_trace(
+                go.Bar(
+                    name=ph,
+                    x=means.index.astype(str),
+                    y=means[col],
+                    marker_color=PHASE_COLOURS[ph],
+                    hovertemplate="%{x}: %{y:.1f} ms<extra>" + ph + "</extra>",
+                )
+            )
+    fig.update_layout(
+        **_LAYOUT, title=title, barmode="stack", yaxis_title="mean ms per ACTIVE boot", legend_title="phase"
+    )
     return fig
 
 
-def latency_cdf(boots: pd.DataFrame, *, by: str = "run", title: str = "boot latency (to ACTIVE)") -> go.Figure:
+def latency_cdf(
+    boots: pd.DataFrame, *, by: str = "run", title: str = "boot latency (to ACTIVE)"
+) -> go.Figure:
     """Empirical CDF of the boot time of ACTIVE boots, a line per group."""
     ok = boots[boots["outcome"] == "ACTIVE"].assign(**{by: lambda f: f[by].astype(str)})
     fig = px.ecdf(ok, x="total_ms", color=by, title=title) if len(ok) else go.Figure()
@@ -110,11 +149,22 @@ def in_flight(boots: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for run, g in boots.groupby("run", observed=True):
         t0 = g["start_ns"].min()
-        ev = pd.DataFrame({"t": np.concatenate([g["start_ns"], g["end_ns"]]) - t0,
-                           "d": np.concatenate([np.ones(len(g)), -np.ones(len(g))])}).sort_values(["t", "d"])
-        frames.append(pd.DataFrame({"run": run, "time_s": ev["t"].to_numpy() / 1e9,
-                                    "in_flight": ev["d"].cumsum().to_numpy()}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "time_s", "in_flight"])
+        ev = pd.DataFrame(
+            {
+                "t": np.concatenate([g["start_ns"], g["end_ns"]]) - t0,
+                "d": np.concatenate([np.ones(len(g)), -np.ones(len(g))]),
+            }
+        ).sort_values(["t", "d"])
+        frames.append(
+            pd.DataFrame(
+                {"run": run, "time_s": ev["t"].to_numpy() / 1e9, "in_flight": ev["d"].cumsum().to_numpy()}
+            )
+        )
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["run", "time_s", "in_flight"])
+    )
 
 
 def load_profile(boots: pd.DataFrame, *, title: str = "load: boots in flight") -> go.Figure:
@@ -122,9 +172,16 @@ def load_profile(boots: pd.DataFrame, *, title: str = "load: boots in flight") -
     data = in_flight(boots)
     fig = go.Figure()
     for run, g in data.groupby("run", observed=True):
-        fig.add_trace(go.Scatter(x=g["time_s"], y=g["in_flight"], mode="lines", line_shape="hv", name=str(run)))
-    fig.update_layout(**_LAYOUT, title=title, xaxis_title="s since the run's first boot",
-                      yaxis_title="boots in flight", legend_title="run")
+        fig.add_trace(
+            go.Scatter(x=g["time_s"], y=g["in_flight"], mode="lines", line_shape="hv", name=str(run))
+        )
+    fig.update_layout(
+        **_LAYOUT,
+        title=title,
+        xaxis_title="s since the run's first boot",
+        yaxis_title="boots in flight",
+        legend_title="run",
+    )
     return fig
 
 
@@ -136,39 +193,62 @@ def saturation(summary: pd.DataFrame, *, title: str = "throughput and latency ag
     x = "offered" if "offered" in summary and summary["offered"].notna().all() else "mean_in_flight"
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for sched, g in summary.sort_values(x).groupby("scheduler", observed=True):
-        fig.add_trace(go.Scatter(x=g[x], y=g["throughput"], mode="lines+markers", name=f"{sched} boots/s"),
-                      secondary_y=False)
-        fig.add_trace(go.Scatter(x=g[x], y=g["p95_ms"], mode="lines+markers", line_dash="dot",
-                                 name=f"{sched} p95 ms"), secondary_y=True)
+        fig.add_trace(
+            go.Scatter(x=g[x], y=g["throughput"], mode="lines+markers", name=f"{sched} boots/s"),
+            secondary_y=False,
+        )
+        fig.add_trace(
+            go.Scatter(x=g[x], y=g["p95_ms"], mode="lines+markers", line_dash="dot", name=f"{sched} p95 ms"),
+            secondary_y=True,
+        )
     fig.update_layout(**_LAYOUT, title=title, xaxis_title=x.replace("_", " "))
     fig.update_yaxes(title_text="ACTIVE boots per second", secondary_y=False)
     fig.update_yaxes(title_text="p95 boot ms", secondary_y=True)
     return fig
 
 
-def host_heatmap(usage: pd.DataFrame, *, value: str = "ram_pct",
-                 title: str = "host utilisation over time") -> go.Figure:
+def host_heatmap(
+    usage: pd.DataFrame, *, value: str = "ram_pct", title: str = "host utilisation over time"
+) -> go.Figure:
     """Hosts down, time across, colour the share of RAM (or ``value``) in use; one panel per run
     (``usage`` from :func:`analysis.capacity.usage_over_time`, with a ``run`` column)."""
     from plotly.subplots import make_subplots
 
     usage = usage if "run" in usage else usage.assign(run="")
     runs = list(dict.fromkeys(usage["run"]))
-    grids = [usage[usage["run"] == r].pivot_table(index="host", columns="time_s", values=value, aggfunc="last")
-             for r in runs]
+    grids = [
+        usage[usage["run"] == r].pivot_table(index="host", columns="time_s", values=value, aggfunc="last")
+        for r in runs
+    ]
     heights = [max(1, g.shape[0]) for g in grids]
-    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[str(r) for r in runs],
-                        row_heights=[h / sum(heights) for h in heights],
-                        vertical_spacing=min(0.12, 0.5 / len(runs)) if len(runs) > 1 else 0.0)
+    fig = make_subplots(
+        rows=len(runs),
+        cols=1,
+        subplot_titles=[str(r) for r in runs],
+        row_heights=[h / sum(heights) for h in heights],
+        vertical_spacing=min(0.12, 0.5 / len(runs)) if len(runs) > 1 else 0.0,
+    )
     vmax = float(np.nanmax(usage[value])) if len(usage) else 1.0
     for i, grid in enumerate(grids, 1):
-        fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index.astype(str),
-                                 coloraxis="coloraxis", hovertemplate="%{y} at %{x:.1f} s: %{z:.1f}%<extra></extra>"),
-                      row=i, col=1)
+        fig.add_trace(
+            go.Heatmap(
+                z=grid.to_numpy(),
+                x=grid.columns,
+                y=grid.index.astype(str),
+                coloraxis="coloraxis",
+                hovertemplate="%{y} at %{x:.1f} s: %{z:.1f}%<extra></extra>",
+            ),
+            row=i,
+            col=1,
+        )
         fig.update_xaxes(title_text="s since the run's first boot" if i == len(runs) else None, row=i, col=1)
-    fig.update_layout(**{**_LAYOUT, "height": max(300, 22 * sum(heights) + 60 * len(runs) + 100)}, title=title,
-                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=max(vmax, 1e-9),
-                                     colorbar_title=value.replace("_pct", " %")))
+    fig.update_layout(
+        **{**_LAYOUT, "height": max(300, 22 * sum(heights) + 60 * len(runs) + 100)},
+        title=title,
+        coloraxis=dict(
+            colorscale="Viridis", cmin=0, cmax=max(vmax, 1e-9), colorbar_title=value.replace("_pct", " %")
+        ),
+    )
     return fig
 
 

@@ -47,7 +47,9 @@ class Run:
         """What identifies the run in a comparison: scheduler, load, profile, hosts, seed."""
         s = self.settings.get("settings", {})
         out: dict[str, Any] = {
-            "scheduler": s.get("scheduler"), "profile": s.get("profile"), "seed": s.get("seed"),
+            "scheduler": s.get("scheduler"),
+            "profile": s.get("profile"),
+            "seed": s.get("seed"),
             "hosts": s.get("hosts") or sum(g.get("count", 0) for g in s.get("host_groups", [])) or None,
             "run_id": self.settings.get("run_id"),
         }
@@ -69,10 +71,15 @@ def load_run(path: str | Path, *, name: str | None = None, cache: bool = True) -
     run_dir = spans_file.parent
     spans = load_spans(spans_file, cache=cache)
     cell = _read_json(run_dir / "summary.json")
-    return Run(path=run_dir, name=name or cell.get("cell") or run_dir.name,
-               settings=_read_json(run_dir / "settings.json"), spans=spans,
-               analysis=analyse_boots(spans), capacity=read_capacity(run_dir),
-               cell={k: v for k, v in cell.items() if k in CELL_LABELS})
+    return Run(
+        path=run_dir,
+        name=name or cell.get("cell") or run_dir.name,
+        settings=_read_json(run_dir / "settings.json"),
+        spans=spans,
+        analysis=analyse_boots(spans),
+        capacity=read_capacity(run_dir),
+        cell={k: v for k, v in cell.items() if k in CELL_LABELS},
+    )
 
 
 def load_runs(paths: Sequence[str | Path], *, cache: bool = True) -> list[Run]:

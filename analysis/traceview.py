@@ -35,8 +35,10 @@ def find_trace(spans: pd.DataFrame, trace_id: str) -> pd.DataFrame:
     if len(matches) == 0:
         raise TraceNotFound(f"no trace {trace_id!r} among {ids.nunique()} traces")
     if len(matches) > 1:
-        raise TraceNotFound(f"trace id prefix {trace_id!r} matches {len(matches)} traces "
-                            f"({', '.join(sorted(matches)[:5])} ...): give more digits")
+        raise TraceNotFound(
+            f"trace id prefix {trace_id!r} matches {len(matches)} traces "
+            f"({', '.join(sorted(matches)[:5])} ...): give more digits"
+        )
     return spans[ids == matches[0]].reset_index(drop=True)
 
 
@@ -57,8 +59,13 @@ def rich_tree(spans: pd.DataFrame) -> RichTree:
     spans = spans.reset_index(drop=True)
     tree, order, depth, on_path, self_ms = _layout(spans)
     t0 = tree.start.min()
-    root = RichTree(Text(f"trace {spans['trace_id'].iat[0]}  ({len(spans)} spans, "
-                         f"{(tree.end.max() - t0) / 1e6:.2f} ms; * = critical path)", style="bold"))
+    root = RichTree(
+        Text(
+            f"trace {spans['trace_id'].iat[0]}  ({len(spans)} spans, "
+            f"{(tree.end.max() - t0) / 1e6:.2f} ms; * = critical path)",
+            style="bold",
+        )
+    )
     nodes: dict[int, RichTree] = {}
     for row in order:
         step = spans["step"].iat[row]
@@ -70,8 +77,10 @@ def rich_tree(spans: pd.DataFrame) -> RichTree:
         if not pd.isna(step):
             label.append(f"  step {int(step)}", style="magenta")
         label.append(f"  {_phase_name(tree, row)}", style="green")
-        label.append(f"  +{(tree.start[row] - t0) / 1e6:.2f} ms  {(tree.end[row] - tree.start[row]) / 1e6:.2f} ms"
-                     f"  (self {self_ms[row]:.2f})")
+        label.append(
+            f"  +{(tree.start[row] - t0) / 1e6:.2f} ms  {(tree.end[row] - tree.start[row]) / 1e6:.2f} ms"
+            f"  (self {self_ms[row]:.2f})"
+        )
         if err and isinstance(spans["status_message"].iat[row], str):
             label.append(f"  ERROR: {spans['status_message'].iat[row]}", style="red")
         parent = tree.parent[row]
@@ -83,13 +92,18 @@ def to_dot(spans: pd.DataFrame) -> str:
     """The trace as a Graphviz digraph (parent -> child), phase-coloured, critical path in bold."""
     spans = spans.reset_index(drop=True)
     tree, order, _, on_path, self_ms = _layout(spans)
-    lines = ["digraph trace {", '  rankdir=LR; node [shape=box, style="rounded,filled", fontname="Helvetica"];']
+    lines = [
+        "digraph trace {",
+        '  rankdir=LR; node [shape=box, style="rounded,filled", fontname="Helvetica"];',
+    ]
     for row in order:
         sid = spans["span_id"].iat[row]
         step = spans["step"].iat[row]
-        label = (f"{spans['name'].iat[row]}\\n{spans['service'].iat[row]}"
-                 + ("" if pd.isna(step) else f" step {int(step)}")
-                 + f"\\n{(tree.end[row] - tree.start[row]) / 1e6:.2f} ms (self {self_ms[row]:.2f})")
+        label = (
+            f"{spans['name'].iat[row]}\\n{spans['service'].iat[row]}"
+            + ("" if pd.isna(step) else f" step {int(step)}")
+            + f"\\n{(tree.end[row] - tree.start[row]) / 1e6:.2f} ms (self {self_ms[row]:.2f})"
+        )
         colour = plots.PHASE_COLOURS.get(_phase_name(tree, row), "#ffffff")
         pen = ", penwidth=3" if sid in on_path else ""
         err = ', color="red"' if str(spans["status_code"].iat[row]) == "ERROR" else ""
@@ -111,8 +125,9 @@ def _dot_escape(text: str) -> str:
 def write_html(spans: pd.DataFrame, path: str | Path) -> Path:
     """A standalone page with the trace's waterfall (plotly inline, opens offline)."""
     spans = spans.reset_index(drop=True)
-    fig = plots.waterfall(spans, critical=critical_path(spans),
-                          title=f"trace {html.escape(str(spans['trace_id'].iat[0]))}")
+    fig = plots.waterfall(
+        spans, critical=critical_path(spans), title=f"trace {html.escape(str(spans['trace_id'].iat[0]))}"
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs=True, full_html=True)

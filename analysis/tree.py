@@ -40,8 +40,11 @@ _HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
 def hex_ids(ids: pd.Series) -> np.ndarray | None:
     """16-hex-digit span ids as uint64 (0 for a missing id), vectorised over the string buffer;
     None when some id is not 16 hex digits (the caller falls back to strings)."""
-    arr = pa.chunked_array(pa.array(ids.array, from_pandas=True)).combine_chunks() \
-        if not isinstance(ids.dtype, pd.CategoricalDtype) else None
+    arr = (
+        pa.chunked_array(pa.array(ids.array, from_pandas=True)).combine_chunks()
+        if not isinstance(ids.dtype, pd.CategoricalDtype)
+        else None
+    )
     if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
     arr = pc.fill_null(arr, "0" * 16)
@@ -50,9 +53,10 @@ def hex_ids(ids: pd.Series) -> np.ndarray | None:
         return np.zeros(0, dtype=np.uint64)
     if pc.min_max(pc.binary_length(arr)).as_py() != {"min": 16, "max": 16}:
         return None
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type)
-                            else np.int32)[arr.offset:arr.offset + n + 1]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[0] + 16 * n]
+    offsets = np.frombuffer(
+        arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    )[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + 16 * n]
     nibbles = _HEX[data]
     if nibbles.max() == 255:
         return None
@@ -188,16 +192,22 @@ def subtree_end(end: np.ndarray, parent: np.ndarray, detached: np.ndarray | None
     return out
 
 
-def critical_paths(start: np.ndarray, end: np.ndarray, parent: np.ndarray,
-                   end_span: np.ndarray, stop_span: np.ndarray,
-                   end_time: np.ndarray | None = None, detached: np.ndarray | None = None) -> Sections:
+def critical_paths(
+    start: np.ndarray,
+    end: np.ndarray,
+    parent: np.ndarray,
+    end_span: np.ndarray,
+    stop_span: np.ndarray,
+    end_time: np.ndarray | None = None,
+    detached: np.ndarray | None = None,
+) -> Sections:
     """Critical path of every segment ``k``: from ``stop_span[k]`` (an ancestor) to ``end_span[k]``.
 
     The walk starts at ``end_time[k]`` (default: when the end span's subtree is over) and stops
     when it has finished ``stop_span[k]`` or reaches a root. A child counts as finished when its
     whole subtree is (:func:`subtree_end`, with ``detached`` spans: casts), so the work an RPC
-    consumer starts after its receive span stays on the path under it. Children are considered in that order (ties: start time, then
-    row), so the walk never visits a child twice.
+    consumer starts after its receive span stays on the path under it. Children are considered in
+    that order (ties: start time, then row), so the walk never visits a child twice.
     """
     n = len(start)
     done = subtree_end(end, parent, detached)

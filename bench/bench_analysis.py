@@ -41,11 +41,17 @@ def _measure(path: Path, stage: str) -> dict[str, float]:
     if stage.endswith("phase_table"):
         analysis.phase_table(boots)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"stage": stage, "spans": len(spans), "boots": 0 if boots is None else len(boots),
-            "load_s": round(t_load, 2), "total_s": round(total, 2), "cpu_s": round(cpu, 2),
-            "loadavg": round(os.getloadavg()[0], 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "malformed_lines": spans.attrs.get("malformed_lines", 0)}
+    return {
+        "stage": stage,
+        "spans": len(spans),
+        "boots": 0 if boots is None else len(boots),
+        "load_s": round(t_load, 2),
+        "total_s": round(total, 2),
+        "cpu_s": round(cpu, 2),
+        "loadavg": round(os.getloadavg()[0], 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "malformed_lines": spans.attrs.get("malformed_lines", 0),
+    }
 
 
 def main() -> None:
@@ -66,18 +72,28 @@ def main() -> None:
     if not path.is_file():
         t0 = time.perf_counter()
         counts = synthetic_run(path, n_spans=args.spans, seed=args.seed)
-        print(f"generated {counts['spans']} spans, {counts['boots']} boots, "
-              f"{path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s -> {path}")
+        print(
+            f"generated {counts['spans']} spans, {counts['boots']} boots, "
+            f"{path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s -> {path}"
+        )
     results = []
     for stage in STAGES:
-        proc = subprocess.run([sys.executable, __file__, "--stage", stage, "--file", str(path)],
-                              check=True, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--stage", stage, "--file", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"{'stage':30} {'spans':>9} {'boots':>7} {'load s':>7} {'total s':>8} {'CPU s':>6} "
-          f"{'peak RSS MB':>12} {'loadavg':>8}")
+    print(
+        f"{'stage':30} {'spans':>9} {'boots':>7} {'load s':>7} {'total s':>8} {'CPU s':>6} "
+        f"{'peak RSS MB':>12} {'loadavg':>8}"
+    )
     for r in results:
-        print(f"{r['stage']:30} {r['spans']:>9} {r['boots']:>7} {r['load_s']:>7} {r['total_s']:>8} "
-              f"{r['cpu_s']:>6} {r['peak_rss_mb']:>12} {r['loadavg']:>8}")
+        print(
+            f"{r['stage']:30} {r['spans']:>9} {r['boots']:>7} {r['load_s']:>7} {r['total_s']:>8} "
+            f"{r['cpu_s']:>6} {r['peak_rss_mb']:>12} {r['loadavg']:>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from rich.table import Table
 from harness.cli import app
 from harness.cli.common import console, fail, out
 
-trace_app = typer.Typer(help="Look at one trace: its span tree, phases and critical path.",
-                        no_args_is_help=True)
+trace_app = typer.Typer(
+    help="Look at one trace: its span tree, phases and critical path.", no_args_is_help=True
+)
 app.add_typer(trace_app, name="trace")
 
 JaegerOpt = typer.Option(None, "--jaeger-url", help="Jaeger UI/query URL (e.g. http://localhost:16686).")
@@ -21,12 +22,14 @@ JaegerOpt = typer.Option(None, "--jaeger-url", help="Jaeger UI/query URL (e.g. h
 @app.command()
 def report(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories (or spans.jsonl files) to report on."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o",
-                                           help="Where report.html and the CSV tables go (default: the first run)."),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Where report.html and the CSV tables go (default: the first run)."
+    ),
     jaeger_url: Optional[str] = JaegerOpt,
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write spans.parquet."),
-    tail: float = typer.Option(0.01, "--tail", min=0.0001, max=1.0,
-                               help="Share of the slowest boots the tail analysis looks at."),
+    tail: float = typer.Option(
+        0.01, "--tail", min=0.0001, max=1.0, help="Share of the slowest boots the tail analysis looks at."
+    ),
 ) -> None:
     """Write a self-contained HTML report (plotly inline) and CSV tables; print the headline."""
     from analysis.load import SpanSourceError
@@ -51,9 +54,11 @@ def report(
     for run in runs:
         bad = run.spans.attrs.get("malformed_lines", 0) + run.spans.attrs.get("malformed_spans", 0)
         if bad:
-            console.print(f"[yellow]{run.name}: skipped {run.spans.attrs['malformed_lines']} malformed lines, "
-                          f"{run.spans.attrs['malformed_spans']} malformed spans[/] "
-                          f"({run.spans.attrs.get('first_error')})")
+            console.print(
+                f"[yellow]{run.name}: skipped {run.spans.attrs['malformed_lines']} malformed lines, "
+                f"{run.spans.attrs['malformed_spans']} malformed spans[/] "
+                f"({run.spans.attrs.get('first_error')})"
+            )
     for note in rep.notes:
         console.print(f"note: {note}")
     out.print(f"report  {rep.html}")
@@ -64,10 +69,15 @@ def report(
 def trace_show(
     trace_id: str = typer.Argument(..., help="Trace id (or a unique prefix of it)."),
     run_dir: Path = typer.Option(Path("runs/latest"), "--run-dir", help="Run directory or spans.jsonl file."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write the trace's waterfall to this HTML file."),
-    dot: Optional[Path] = typer.Option(None, "--dot", help="Write the span tree as Graphviz DOT to this file."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Write the trace's waterfall to this HTML file."
+    ),
+    dot: Optional[Path] = typer.Option(
+        None, "--dot", help="Write the span tree as Graphviz DOT to this file."
+    ),
     jaeger_url: Optional[str] = typer.Option(
-        None, "--jaeger-url", help="Read the trace from this Jaeger instead of the run directory."),
+        None, "--jaeger-url", help="Read the trace from this Jaeger instead of the run directory."
+    ),
 ) -> None:
     """Print a trace's span tree with durations, phases and its critical path (like osprofiler)."""
     from analysis.traceview import TraceNotFound, find_trace, rich_tree, to_dot, write_html

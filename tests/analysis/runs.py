@@ -11,8 +11,15 @@ from harness.cloud import EmbeddedCloud
 CIRROS = "cirros-0.6.2-x86_64-disk"
 
 
-async def boot_servers(cloud: EmbeddedCloud, n: int, *, concurrency: int = 2, flavor: str = "1",
-                       timeout: float = 120.0, stagger: float = 0.0) -> list[str]:
+async def boot_servers(
+    cloud: EmbeddedCloud,
+    n: int,
+    *,
+    concurrency: int = 2,
+    flavor: str = "1",
+    timeout: float = 120.0,
+    stagger: float = 0.0,
+) -> list[str]:
     """Boot ``n`` servers, at most ``concurrency`` at a time, each by a user who authenticates
     first (steps 1-2); boot ``i`` starts no earlier than ``i * stagger`` seconds (so concurrent
     boots are not in lockstep, and one stall does not hit the same step of all of them).

@@ -11,8 +11,15 @@ from analysis.boots import PHASES, analyse_boots
 from analysis.otlp import parse_otlp_bytes
 from analysis.synthetic import as_jsonl
 from tests.analysis.traces import (
-    RPC_PHASES, RPC_STEPS, SEQUENTIAL_EXCLUSIVE, SEQUENTIAL_PATH, SEQUENTIAL_PHASES, no_valid_host_boot,
-    rpc_boot, sequential_boot, user_trace_with_two_boots,
+    RPC_PHASES,
+    RPC_STEPS,
+    SEQUENTIAL_EXCLUSIVE,
+    SEQUENTIAL_PATH,
+    SEQUENTIAL_PHASES,
+    no_valid_host_boot,
+    rpc_boot,
+    sequential_boot,
+    user_trace_with_two_boots,
 )
 
 RESOURCE = {"harness.run.id": "run-1", "harness.scheduler": "filter_scheduler", "harness.profile": "test"}
@@ -38,7 +45,11 @@ def test_phase_times_follow_the_critical_path_and_add_up():
     assert row["queue_wait_ms"] == pytest.approx(2.5)
     assert row["work_ms"] == pytest.approx(57.5)
     assert (row["host"], row["instance_id"], row["scheduler"], row["run_id"]) == (
-        "compute-7", "vm-1", "filter_scheduler", "run-1")
+        "compute-7",
+        "vm-1",
+        "filter_scheduler",
+        "run-1",
+    )
     assert row["reschedules"] == 0 and row["claim_rounds"] == 1 and not row["no_valid_host"]
     assert row["n_spans"] == len(sequential_boot())
 

@@ -18,8 +18,19 @@ from analysis.synthetic import SpanRec, as_jsonl, otlp_request
 from tests.analysis.traces import no_valid_host_boot, sequential_boot
 
 KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
-CORE = ["trace_id", "span_id", "parent_span_id", "service", "name", "kind", "step", "phase", "start_ns",
-        "end_ns", "status_code"]
+CORE = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "step",
+    "phase",
+    "start_ns",
+    "end_ns",
+    "status_code",
+]
 
 
 def v3_document(spans: list[SpanRec]) -> dict:
@@ -39,23 +50,47 @@ def v1_trace(spans: list[SpanRec]) -> dict:
     pid = {svc: f"p{i + 1}" for i, svc in enumerate(services)}
 
     def tag(k, v):
-        t = "bool" if isinstance(v, bool) else "int64" if isinstance(v, int) else \
-            "float64" if isinstance(v, float) else "string"
+        t = (
+            "bool"
+            if isinstance(v, bool)
+            else "int64"
+            if isinstance(v, int)
+            else "float64"
+            if isinstance(v, float)
+            else "string"
+        )
         return {"key": k, "type": t, "value": v}
 
     out = []
     for s in spans:
         tags = [tag(k, v) for k, v in s.attributes.items()] + [tag("span.kind", s.kind.lower())]
         if s.status_code == "ERROR":
-            tags += [tag("otel.status_code", "ERROR"), tag("error", True),
-                     tag("otel.status_description", s.status_message)]
-        out.append({"traceID": s.trace_id, "spanID": s.span_id, "operationName": s.name,
-                    "references": [{"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id}]
-                    if s.parent_span_id else [],
-                    "startTime": s.start_ns // 1000, "duration": (s.end_ns - s.start_ns) // 1000,
-                    "tags": tags, "logs": [], "processID": pid[s.service], "warnings": None})
-    return {"traceID": spans[0].trace_id, "spans": out,
-            "processes": {pid[svc]: {"serviceName": svc, "tags": []} for svc in services}}
+            tags += [
+                tag("otel.status_code", "ERROR"),
+                tag("error", True),
+                tag("otel.status_description", s.status_message),
+            ]
+        out.append(
+            {
+                "traceID": s.trace_id,
+                "spanID": s.span_id,
+                "operationName": s.name,
+                "references": [{"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id}]
+                if s.parent_span_id
+                else [],
+                "startTime": s.start_ns // 1000,
+                "duration": (s.end_ns - s.start_ns) // 1000,
+                "tags": tags,
+                "logs": [],
+                "processID": pid[s.service],
+                "warnings": None,
+            }
+        )
+    return {
+        "traceID": spans[0].trace_id,
+        "spans": out,
+        "processes": {pid[svc]: {"serviceName": svc, "tags": []} for svc in services},
+    }
 
 
 class FakeJaeger:
@@ -74,16 +109,24 @@ class FakeJaeger:
                 if parts[:3] == ["api", "v3", "traces"] and fake.v3:
                     if len(parts) == 4:
                         spans = fake.traces.get(parts[3])
-                        return self._send(404, {"error": {"message": "trace not found"}}) if spans is None \
+                        return (
+                            self._send(404, {"error": {"message": "trace not found"}})
+                            if spans is None
                             else self._send(200, v3_document(spans))
+                        )
                     q = parse_qs(url.query)
                     assert {"query.service_name", "query.start_time_min", "query.start_time_max"} <= set(q)
                     return self._send(200, v3_document([s for t in fake.traces.values() for s in t]))
                 if parts[:2] == ["api", "traces"]:
                     if len(parts) == 3:
                         spans = fake.traces.get(parts[2])
-                        return self._send(404, {"data": None, "errors": [{"code": 404, "msg": "trace not found"}]}) \
-                            if spans is None else self._send(200, {"data": [v1_trace(spans)]})
+                        return (
+                            self._send(
+                                404, {"data": None, "errors": [{"code": 404, "msg": "trace not found"}]}
+                            )
+                            if spans is None
+                            else self._send(200, {"data": [v1_trace(spans)]})
+                        )
                     assert "service" in parse_qs(url.query)
                     return self._send(200, {"data": [v1_trace(t) for t in fake.traces.values()]})
                 self.send_response(404)
@@ -113,7 +156,9 @@ class FakeJaeger:
 
 @pytest.fixture
 def traces():
-    return {t["root"].trace_id: list(t.values()) for t in (sequential_boot(seed=21), no_valid_host_boot(seed=22))}
+    return {
+        t["root"].trace_id: list(t.values()) for t in (sequential_boot(seed=21), no_valid_host_boot(seed=22))
+    }
 
 
 def expected(traces) -> pd.DataFrame:

@@ -26,9 +26,21 @@ def test_columns_and_types(tmp_path):
     (tmp_path / "spans.jsonl").write_bytes(_line(trace.values()))
     df = load_spans(tmp_path)
     assert len(df) == len(trace)
-    assert list(df.columns[:13]) == ["trace_id", "span_id", "parent_span_id", "service", "name", "kind",
-                                     "step", "phase", "start_ns", "end_ns", "duration_ms", "status_code",
-                                     "status_message"]
+    assert list(df.columns[:13]) == [
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "service",
+        "name",
+        "kind",
+        "step",
+        "phase",
+        "start_ns",
+        "end_ns",
+        "duration_ms",
+        "status_code",
+        "status_message",
+    ]
     root = df[df["span_id"] == trace["root"].span_id].iloc[0]
     assert root["parent_span_id"] is None or pd.isna(root["parent_span_id"])
     assert (root["service"], root["kind"], root["step"], root["phase"]) == ("nova-api", "SERVER", 3, "api")
@@ -46,8 +58,15 @@ def test_malformed_lines_are_counted_not_fatal(tmp_path):
     bad_span = json.loads(good)
     bad_span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] = "not-an-id"
     path = tmp_path / "spans.jsonl"
-    path.write_bytes(good + b"garbage {\n" + b'{"no": "spans"}\n' + b"[1, 2]\n"
-                     + json.dumps(bad_span).encode() + b"\n" + good[: len(good) // 2])
+    path.write_bytes(
+        good
+        + b"garbage {\n"
+        + b'{"no": "spans"}\n'
+        + b"[1, 2]\n"
+        + json.dumps(bad_span).encode()
+        + b"\n"
+        + good[: len(good) // 2]
+    )
     df = load_spans(path)
     n = len(sequential_boot())
     assert len(df) == n + (n - 1)  # the good line and the line with one bad span
@@ -62,21 +81,43 @@ def test_collector_style_enums_numbers_and_base64_ids():
     span = {
         "traceId": base64.b64encode(bytes.fromhex(rec.trace_id)).decode(),
         "spanId": base64.b64encode(bytes.fromhex(rec.span_id)).decode(),
-        "name": "POST /servers", "kind": 2, "startTimeUnixNano": rec.start_ns, "endTimeUnixNano": rec.end_ns,
-        "attributes": [{"key": "openstack.boot.step", "value": {"intValue": 3}},
-                       {"key": "ratio", "value": {"doubleValue": 0.5}},
-                       {"key": "ok", "value": {"boolValue": True}},
-                       {"key": "filters", "value": {"arrayValue": {"values": [{"stringValue": "RamFilter=3"}]}}}],
+        "name": "POST /servers",
+        "kind": 2,
+        "startTimeUnixNano": rec.start_ns,
+        "endTimeUnixNano": rec.end_ns,
+        "attributes": [
+            {"key": "openstack.boot.step", "value": {"intValue": 3}},
+            {"key": "ratio", "value": {"doubleValue": 0.5}},
+            {"key": "ok", "value": {"boolValue": True}},
+            {"key": "filters", "value": {"arrayValue": {"values": [{"stringValue": "RamFilter=3"}]}}},
+        ],
         "status": {"code": 2, "message": "boom"},
     }
-    data = json.dumps({"resourceSpans": [{"resource": {"attributes": [
-        {"key": "service.name", "value": {"stringValue": "nova-api"}}]},
-        "scopeSpans": [{"spans": [span]}]}]}).encode() + b"\n"
+    data = (
+        json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "resource": {
+                            "attributes": [{"key": "service.name", "value": {"stringValue": "nova-api"}}]
+                        },
+                        "scopeSpans": [{"spans": [span]}],
+                    }
+                ]
+            }
+        ).encode()
+        + b"\n"
+    )
     df, stats = parse_otlp_bytes(data)
     assert stats.malformed_lines == stats.malformed_spans == 0
     row = df.iloc[0]
     assert (row["trace_id"], row["span_id"]) == (rec.trace_id, rec.span_id)
-    assert (row["kind"], row["status_code"], row["status_message"], row["step"]) == ("SERVER", "ERROR", "boom", 3)
+    assert (row["kind"], row["status_code"], row["status_message"], row["step"]) == (
+        "SERVER",
+        "ERROR",
+        "boom",
+        3,
+    )
     assert row["ratio"] == 0.5 and bool(row["ok"]) is True and list(row["filters"]) == ["RamFilter=3"]
 
 

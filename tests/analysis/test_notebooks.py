@@ -30,8 +30,9 @@ def test_committed_without_outputs(path):
 def test_notebook_runs_on_a_test_run(path, analysis_runs, tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_RUNS", os.pathsep.join(map(str, analysis_runs)))
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)

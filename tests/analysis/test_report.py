@@ -38,7 +38,9 @@ def test_report_holds_every_figure_and_table(analysis_runs, tmp_path):
     assert len(boots) == BOOTS * len(SCHEDULERS) and (boots["outcome"] == "ACTIVE").all()
     compare = pd.read_csv(rep.tables["compare"])
     assert sorted(compare["scheduler"]) == sorted(SCHEDULERS)
-    assert (compare["p50_ci_low"] <= compare["p50_ms"]).all() and (compare["p50_ms"] <= compare["p50_ci_high"]).all()
+    assert (compare["p50_ci_low"] <= compare["p50_ms"]).all() and (
+        compare["p50_ms"] <= compare["p50_ci_high"]
+    ).all()
     assert compare["ram_cv"].notna().all() and compare["largest_fit"].gt(0).all()
     sig = pd.read_csv(rep.tables["significance"])
     assert len(sig) == 1 and 0 <= sig["p_value"].iloc[0] <= 1
@@ -67,18 +69,33 @@ def test_report_command_rejects_a_directory_without_spans(tmp_path):
 def test_trace_show_prints_the_tree_and_writes_dot_and_html(analysis_runs, tmp_path):
     run = load_runs(analysis_runs[:1])[0]
     trace_id = run.analysis.table["trace_id"].iat[0]
-    result = runner.invoke(app, ["trace", "show", trace_id[:12], "--run-dir", str(analysis_runs[0])],
-                           env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["trace", "show", trace_id[:12], "--run-dir", str(analysis_runs[0])], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     assert trace_id in result.output
     for text in ("POST /v2.1/servers", "step 3", "nova.virt.spawn", "step 29", "token_validation", "* "):
         assert text in result.output, text
     dot, page = tmp_path / "t.dot", tmp_path / "t.html"
-    result = runner.invoke(app, ["trace", "show", trace_id, "--run-dir", str(analysis_runs[0]),
-                                 "--dot", str(dot), "--html", str(page)])
+    result = runner.invoke(
+        app,
+        [
+            "trace",
+            "show",
+            trace_id,
+            "--run-dir",
+            str(analysis_runs[0]),
+            "--dot",
+            str(dot),
+            "--html",
+            str(page),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert dot.read_text().startswith("digraph trace {") and dot.read_text().count("->") == \
-        int((run.spans["trace_id"] == trace_id).sum()) - 1
+    assert (
+        dot.read_text().startswith("digraph trace {")
+        and dot.read_text().count("->") == int((run.spans["trace_id"] == trace_id).sum()) - 1
+    )
     assert "Plotly" in page.read_text()
 
 

@@ -41,21 +41,44 @@ def sequential_boot(seed: int = 1, *, t0_ms: float = 0.0) -> dict[str, SpanRec]:
     s["d"] = tb.step(Step.API_DB_LOOKUP, 6, 8, parent=s["root"], kind="CLIENT")
     s["e"] = tb.step(Step.API_DB_CREATE_INSTANCE, 8, 9, parent=s["root"], kind="CLIENT")
     s["f"] = tb.step(Step.SCHEDULE_CALL, 9, 29, parent=s["root"], kind="CLIENT")
-    s["g"] = tb.step(Step.SCHEDULER_RECEIVE, 10, 12, parent=s["f"], kind="CONSUMER",
-                     attributes={"messaging.harness.queue_wait_ms": 0.5})
+    s["g"] = tb.step(
+        Step.SCHEDULER_RECEIVE,
+        10,
+        12,
+        parent=s["f"],
+        kind="CONSUMER",
+        attributes={"messaging.harness.queue_wait_ms": 0.5},
+    )
     s["h"] = tb.step(Step.SCHEDULER_SELECT_HOST, 12, 16, parent=s["g"])
     s["h1"] = tb.span("SELECT nova.compute_nodes", "nova-scheduler", 13, 15, parent=s["h"], kind="CLIENT")
-    s["i"] = tb.step(Step.SCHEDULER_CLAIM_HOST, 16, 18, parent=s["g"], kind="CLIENT",
-                     attributes={"openstack.scheduler.claimed_host": "compute-7"})
+    s["i"] = tb.step(
+        Step.SCHEDULER_CLAIM_HOST,
+        16,
+        18,
+        parent=s["g"],
+        kind="CLIENT",
+        attributes={"openstack.scheduler.claimed_host": "compute-7"},
+    )
     s["j"] = tb.step(Step.SCHEDULER_CAST_BUILD, 18, 19, parent=s["g"], kind="PRODUCER")
     s["u"] = tb.span("send reply", "nova-scheduler", 19, 19.5, parent=s["g"], kind="PRODUCER")
-    s["k"] = tb.step(Step.COMPUTE_RECEIVE_BUILD, 19, 23, parent=s["j"], kind="CONSUMER",
-                     attributes={"messaging.harness.queue_wait_ms": 2.0,
-                                 "openstack.rpc.method": "build_and_run_instance"})
+    s["k"] = tb.step(
+        Step.COMPUTE_RECEIVE_BUILD,
+        19,
+        23,
+        parent=s["j"],
+        kind="CONSUMER",
+        attributes={"messaging.harness.queue_wait_ms": 2.0, "openstack.rpc.method": "build_and_run_instance"},
+    )
     s["l"] = tb.step(Step.COMPUTE_GET_IMAGE, 23, 40, parent=s["k"])
-    s["m"] = tb.span("POST /v3/auth/tokens", "nova-compute", 24, 28, parent=s["l"], kind="CLIENT",
-                     attributes={"openstack.boot.phase": "token_validation",
-                                 "openstack.boot.substep": "token_fetch"})
+    s["m"] = tb.span(
+        "POST /v3/auth/tokens",
+        "nova-compute",
+        24,
+        28,
+        parent=s["l"],
+        kind="CLIENT",
+        attributes={"openstack.boot.phase": "token_validation", "openstack.boot.substep": "token_fetch"},
+    )
     s["n"] = tb.span("GET /v2/images/{image_id}", "nova-compute", 29, 39, parent=s["l"], kind="CLIENT")
     s["o"] = tb.step(Step.GLANCE_VALIDATE_TOKEN, 30, 33, parent=s["n"], kind="CLIENT")
     s["p"] = tb.step(Step.GLANCE_RETURN_IMAGE, 33, 38, parent=s["n"])
@@ -68,31 +91,55 @@ def sequential_boot(seed: int = 1, *, t0_ms: float = 0.0) -> dict[str, SpanRec]:
 
 #: The critical path of :func:`sequential_boot`, in time order: (span, start ms, end ms).
 SEQUENTIAL_PATH = [
-    ("root", 0, 1), ("a", 1, 2), ("b", 2, 3.5), ("c2", 3.5, 4.5), ("b", 4.5, 5), ("a", 5, 6),
-    ("d", 6, 8), ("e", 8, 9), ("f", 9, 10), ("g", 10, 12), ("h", 12, 13), ("h1", 13, 15),
-    ("h", 15, 16), ("i", 16, 18), ("j", 18, 19), ("k", 19, 23), ("l", 23, 24), ("m", 24, 28),
-    ("l", 28, 29), ("n", 29, 30), ("o", 30, 33), ("p", 33, 38), ("n", 38, 39), ("l", 39, 40),
-    ("r", 40, 41), ("s", 41, 45), ("r", 45, 60),
+    ("root", 0, 1),
+    ("a", 1, 2),
+    ("b", 2, 3.5),
+    ("c2", 3.5, 4.5),
+    ("b", 4.5, 5),
+    ("a", 5, 6),
+    ("d", 6, 8),
+    ("e", 8, 9),
+    ("f", 9, 10),
+    ("g", 10, 12),
+    ("h", 12, 13),
+    ("h1", 13, 15),
+    ("h", 15, 16),
+    ("i", 16, 18),
+    ("j", 18, 19),
+    ("k", 19, 23),
+    ("l", 23, 24),
+    ("m", 24, 28),
+    ("l", 28, 29),
+    ("n", 29, 30),
+    ("o", 30, 33),
+    ("p", 33, 38),
+    ("n", 38, 39),
+    ("l", 39, 40),
+    ("r", 40, 41),
+    ("s", 41, 45),
+    ("r", 45, 60),
 ]
 
 #: Phase times of :func:`sequential_boot` along that path (ms); they add up to total_ms = 60.
 SEQUENTIAL_PHASES = {
-    "api": 1 + 2 + 1,                      # root 0-1, d, e
+    "api": 1 + 2 + 1,  # root 0-1, d, e
     "token_validation": 1 + 1 + 1.5 + 0.5 + 1 + 4 + 3,  # a, a, b, b, c2, m, o
     "scheduling": 1 + 2 + 1 + 2 + 1 + 2 + 1,  # f, g, h, h1, h, i, j
-    "instance_info": 4,                    # k
-    "image": 1 + 1 + 1 + 1 + 1 + 5,        # l x3, n x2, p
-    "network": 0, "volume": 0, "auth": 0,
-    "spawn": 1 + 4 + 15,                   # r, s, r
+    "instance_info": 4,  # k
+    "image": 1 + 1 + 1 + 1 + 1 + 5,  # l x3, n x2, p
+    "network": 0,
+    "volume": 0,
+    "auth": 0,
+    "spawn": 1 + 4 + 15,  # r, s, r
 }
 
 #: Exclusive (self) time of some spans of :func:`sequential_boot` (ms).
 SEQUENTIAL_EXCLUSIVE = {
     "root": 30 - (5 + 2 + 1 + 20),  # children a, d, e, f
-    "b": 3 - 1.5,                   # c [3,4] and c2 [3.5,4.5] overlap: their union is 1.5
-    "f": 20 - 2,                    # only g is its child
-    "g": 2,                         # its children start when it has ended
-    "k": 4,                         # l, q, r, t all start after it ends
+    "b": 3 - 1.5,  # c [3,4] and c2 [3.5,4.5] overlap: their union is 1.5
+    "f": 20 - 2,  # only g is its child
+    "g": 2,  # its children start when it has ended
+    "k": 4,  # l, q, r, t all start after it ends
     "l": 17 - 4 - 10,
     "n": 10 - 3 - 5,
     "r": 20 - 4,
@@ -150,20 +197,37 @@ def rpc_boot(seed: int = 4) -> dict[str, SpanRec]:
     s["r15"] = tb.step(Step.CONDUCTOR_RECEIVE, 4, 5, parent=s["c14"], kind="CONSUMER")
     s["s16"] = tb.step(Step.CONDUCTOR_LOOKUP_INSTANCE, 5, 8, parent=s["r15"])
     s["s17"] = tb.step(Step.CONDUCTOR_DB_READ, 8, 12, parent=s["r15"], kind="CLIENT")
-    s["s18"] = tb.step(Step.CONDUCTOR_REPLY, 12, 13, parent=s["r15"], kind="PRODUCER",
-                       attributes={"messaging.operation.name": "reply"})
+    s["s18"] = tb.step(
+        Step.CONDUCTOR_REPLY,
+        12,
+        13,
+        parent=s["r15"],
+        kind="PRODUCER",
+        attributes={"messaging.operation.name": "reply"},
+    )
     s["s19"] = tb.step(Step.COMPUTE_RECEIVE_INSTANCE_INFO, 12.5, 19, parent=s["s18"], kind="CONSUMER")
     s["l23"] = tb.step(Step.COMPUTE_GET_NETWORK, 20, 30, parent=s["k"])
-    s["n"] = tb.span("cast q-agent-notifier", "neutron-server", 25, 26, parent=s["l23"], kind="PRODUCER",
-                     attributes=cast)
-    s["agent"] = tb.span("receive q-agent-notifier", "neutron-agent", 25.5, 40, parent=s["n"], kind="CONSUMER")
+    s["n"] = tb.span(
+        "cast q-agent-notifier", "neutron-server", 25, 26, parent=s["l23"], kind="PRODUCER", attributes=cast
+    )
+    s["agent"] = tb.span(
+        "receive q-agent-notifier", "neutron-agent", 25.5, 40, parent=s["n"], kind="CONSUMER"
+    )
     s["v26"] = tb.step(Step.COMPUTE_GET_VOLUME, 30, 35, parent=s["k"])
     s["r29"] = tb.step(Step.SPAWN, 35, 45, parent=s["k"])
     return s
 
 
 #: Phase times of :func:`rpc_boot` (ms), worked out along its critical path.
-RPC_PHASES = {"api": 1, "scheduling": 1, "instance_info": 1 + 2 + 1 + 3 + 4 + 0.5 + 6.5,
-              "network": 9 + 1, "volume": 5, "spawn": 10, "token_validation": 0, "image": 0}
+RPC_PHASES = {
+    "api": 1,
+    "scheduling": 1,
+    "instance_info": 1 + 2 + 1 + 3 + 4 + 0.5 + 6.5,
+    "network": 9 + 1,
+    "volume": 5,
+    "spawn": 10,
+    "token_validation": 0,
+    "image": 0,
+}
 #: Critical-path time per step of :func:`rpc_boot`: the conductor's steps keep their own time.
 RPC_STEPS = {3: 1, 12: 1, 13: 1, 14: 2, 15: 1, 16: 3, 17: 4, 18: 0.5, 19: 6.5, 23: 10, 26: 5, 29: 10}
