@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.boots import PHASES, BootAnalysis
-from harness.steps import CATALOGUE, Step
+from harness.steps import CATALOGUE
 
 QUANTILES = {"median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 STAT_COLUMNS = ["min", "median", "p90", "p95", "p99", "max", "mean", "count", "success_pct", "share_pct"]
@@ -131,7 +131,3 @@ def tail_table(analysis: BootAnalysis, *, tail: float = 0.01) -> pd.DataFrame:
     out.attrs["tail_boots"] = k
     out.attrs["tail_threshold_ms"] = float(totals.loc[slow].min())
     return out.sort_values("excess_ms", ascending=False)
-
-
-def steps_in_order() -> list[int]:
-    return [int(s) for s in Step]

@@ -4,11 +4,14 @@ A run's ``spans.jsonl`` holds one ``ExportTraceServiceRequest`` per line (the Co
 exporter's format: hex ids, 64-bit integers as strings). Parsing a million spans line by line in
 Python takes longer than the whole analysis may, so the fast path hands the file to Arrow's
 multi-threaded JSON reader with a fixed OTLP schema and flattens the nested lists with
-``list_flatten``/``list_parent_indices``; no Python code runs per span.
+``list_flatten``/``list_parent_indices``; no Python code runs per span. The file is memory-mapped
+and read in pieces of :data:`CHUNK_BYTES`, each flattened to a compact Arrow table (attributes
+become one column per key, repeated strings dictionary-encoded) before the next is parsed, so memory
+stays near the result's size; the pieces are joined and converted to pandas once.
 
-Files that do not fit the schema (a torn last line, a number where OTLP puts a string, a producer
-that writes enums as integers in one line and names in another) take the slow path:
-:func:`normalise_lines` parses every line with :mod:`json`, counts and drops what is not OTLP, and
+A piece that does not fit the schema (a torn last line, a number where OTLP puts a string, a
+producer that writes enums as integers in one line and names in another) takes the slow path:
+:func:`normalise_lines` parses its lines with :mod:`json`, counts and drops what is not OTLP, and
 rewrites the rest in the canonical form the fast path reads. Malformed input is counted, never fatal.
 """
 
@@ -400,10 +403,6 @@ def _scatter(values: pa.Array, rows: np.ndarray, n: int) -> pa.Array:
     pos = np.full(n, -1, dtype=np.int64)
     pos[rows] = np.arange(len(rows))
     return values.take(pa.array(pos, mask=pos < 0))
-
-
-def _dictionary(arr: pa.Array) -> pa.Array:
-    return arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
 
 
 def _resource_columns(resources: pa.Array, rs_of_sp: np.ndarray) -> dict[str, pa.Array]:
