@@ -218,16 +218,51 @@ def _explain(exc: ValidationError) -> str:
 
 
 def plan_from_profile(table: Mapping[str, Any] | None) -> tuple[list[FaultSpec], int | None]:
-    """The profile's ``[faults]`` table: ``seed`` and ``[[faults.rules]]``."""
+    """The profile's ``[faults]`` table: ``seed``, ``presets = [...]`` and ``[[faults.rules]]``."""
     if not table:
         return [], None
-    unknown = set(table) - {"seed", "rules"}
+    unknown = set(table) - {"seed", "rules", "presets"}
     if unknown:
-        raise ValueError(f"[faults]: unknown keys {sorted(unknown)} (seed, rules)")
+        raise ValueError(f"[faults]: unknown keys {sorted(unknown)} (seed, presets, rules)")
     seed = table.get("seed")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"[faults] seed must be an integer, got {seed!r}")
-    return parse_specs(table.get("rules", []), where="[[faults.rules]]"), seed
+    specs = [s for name in table.get("presets", []) for s in preset(name)]
+    specs += parse_specs(table.get("rules", []), where="[[faults.rules]]")
+    ids = [s.id for s in specs]
+    dup = next((x for x in ids if ids.count(x) > 1), None)
+    if dup:
+        raise ValueError(f"[faults]: two faults are named {dup!r}")
+    return specs, seed
+
+
+#: Ready-made OpenStack faults (``harness faults preset NAME``): name -> (what it shows, specs).
+PRESETS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "slow-glance": ("glance-api answers every request 300 ms (lognormal) slower",
+                    [{"service": "glance-api", "latency_ms": {"dist": "lognormal", "median": 300, "sigma": 0.4}}]),
+    "slow-neutron": ("port creation (step 25) takes 500 ms (lognormal) longer",
+                     [{"steps": [25], "latency_ms": {"dist": "lognormal", "median": 500, "sigma": 0.4}}]),
+    "slow-cinder": ("cinder-api answers every request 300 ms (lognormal) slower",
+                    [{"service": "cinder-api", "latency_ms": {"dist": "lognormal", "median": 300, "sigma": 0.4}}]),
+    "lost-build-cast": ("one build cast in ten (step 12) is lost: the build-timeout task sets ERROR",
+                        [{"steps": [12], "lost_rate": 0.1}]),
+    "delayed-build-cast": ("the build cast reaches nova-compute 1 s late (step 13)",
+                           [{"steps": [13], "latency_ms": 1000}]),
+    "token-revoked-mid-boot": ("one token in five is revoked while glance, neutron or cinder validate it",
+                               [{"steps": [21, 24, 27], "revoke_rate": 0.2}]),
+    "glance-outage": ("glance-api is down for 10 s", [{"service": "glance-api", "down": True, "duration_s": 10}]),
+    "flaky-rest": ("5% errors at every REST step and in the virt driver",
+                   [{"steps": sorted({int(s) for s in REST_STEPS} | {int(Step.SPAWN)}), "error_rate": 0.05}]),
+}
+
+
+def preset(name: str) -> list[FaultSpec]:
+    """The specs of a preset, each named ``<preset>-<n>``; ValueError names the presets there are."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+    items = PRESETS[name][1]
+    return parse_specs([{**item, "id": name if len(items) == 1 else f"{name}-{i}"}
+                        for i, item in enumerate(items, 1)], where=f"preset {name}")
 
 
 # -- the injector ---------------------------------------------------------------------------------

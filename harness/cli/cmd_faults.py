@@ -22,7 +22,7 @@ from harness.bottlenecks import CATALOG, Bottleneck, evidence, with_flags
 from harness.cli import app
 from harness.cli.common import ConfigOpt, SeedOpt, build_settings, console, fail, out
 from harness.client import CloudError, OpenStackClient
-from harness.faults import FaultSpec, parse_specs
+from harness.faults import PRESETS, parse_specs, preset
 
 faults_app = typer.Typer(help="Inject faults into a running cloud; the planted-bottleneck demo.",
                          no_args_is_help=True)
@@ -99,7 +99,8 @@ def _effects(f: dict[str, Any]) -> str:
 
 def print_faults(items: list[dict[str, Any]], bottlenecks: list[str]) -> None:
     table = Table(title="faults", show_edge=False)
-    for col in ("id", "service", "steps", "effects", "window", "active", "injected"):
+    table.add_column("id", no_wrap=True)
+    for col in ("service", "steps", "effects", "window", "active", "injected"):
         table.add_column(col)
     for f in items:
         window = f"from +{f['start_s']:g}s" + (f" for {f['duration_s']:g}s" if f.get("duration_s") else "")
@@ -112,9 +113,13 @@ def print_faults(items: list[dict[str, Any]], bottlenecks: list[str]) -> None:
 
 @faults_app.command("list")
 def list_(auth_url: Optional[str] = AuthUrlOpt, os_username: Optional[str] = UserOpt,
-          os_password: Optional[str] = PasswordOpt, os_project_name: Optional[str] = ProjectOpt) -> None:
+          os_password: Optional[str] = PasswordOpt, os_project_name: Optional[str] = ProjectOpt,
+          as_json: bool = typer.Option(False, "--json", help="Print the API's JSON (for scripts).")) -> None:
     """List the faults of a running cloud, whether each is active and what it has injected."""
     body = _run(_call(_client(auth_url, os_username, os_password, os_project_name), "GET", "/os-harness-faults"))
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
     print_faults(body["faults"], body.get("bottlenecks", []))
 
 
@@ -159,6 +164,33 @@ def set_(
     body = _run(_call(_client(auth_url, os_username, os_password, os_project_name), "POST",
                       "/os-harness-faults", {"fault": checked.public()}))
     print_faults([body["fault"]], [])
+
+
+@faults_app.command("preset")
+def preset_(
+    name: Optional[str] = typer.Argument(None, help="The preset to set (none: list them)."),
+    auth_url: Optional[str] = AuthUrlOpt, os_username: Optional[str] = UserOpt,
+    os_password: Optional[str] = PasswordOpt, os_project_name: Optional[str] = ProjectOpt,
+) -> None:
+    """Set a ready-made OpenStack fault (slow Glance, lost build cast, token revoked mid-boot...)."""
+    if name is None:
+        table = Table(title="presets", show_edge=False)
+        table.add_column("name")
+        table.add_column("what it does")
+        for key, (what, _) in PRESETS.items():
+            table.add_row(key, what)
+        out.print(table)
+        return
+    try:
+        specs = preset(name)
+    except ValueError as exc:
+        fail(str(exc))
+
+    async def post_all() -> list[dict[str, Any]]:
+        return [(await _call(_client(auth_url, os_username, os_password, os_project_name), "POST",
+                             "/os-harness-faults", {"fault": s.public()}))["fault"] for s in specs]
+
+    print_faults(_run(post_all()), [])
 
 
 @faults_app.command("clear")
