@@ -27,7 +27,7 @@ def find_trace(spans: pd.DataFrame, trace_id: str) -> pd.DataFrame:
     want = trace_id.strip().lower()
     if len(want) < 4:
         raise TraceNotFound(f"trace id {trace_id!r} is too short: give at least 4 hex digits")
-    ids = spans["trace_id"].astype(str)
+    ids = spans["trace_id"].astype(str).str.lower()
     exact = spans[ids == want]
     if len(exact):
         return exact.reset_index(drop=True)
