@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from harness.faults import REST_STEPS
 from harness.steps import Step
 from tests.faults.helpers import (
@@ -31,6 +33,7 @@ def _profile(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 async def test_500_boots_with_5pct_errors_end_active_or_error_and_leak_nothing(make_cloud, tmp_path):
     t0 = time.monotonic()
     cloud = make_cloud(profile=_profile(tmp_path), seed=8)

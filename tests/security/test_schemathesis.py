@@ -20,6 +20,10 @@ from tests.conftest import cloud_settings
 from tests.security.helpers import HTTP_SERVICES, ThreadedCloud
 
 MAX_EXAMPLES = 12
+#: schemathesis draws from ``random`` inside its strategies (Hypothesis seeds that module per
+#: example, so runs stay repeatable); its deprecation warning is not ours to act on.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
 #: An admin could inject faults or take services down with generated specs: those two routes are
 #: fuzzed as a member only (403 always), and checked by hand in tests/faults.
 ADMIN_SKIP = {("POST", "/v2.1/os-harness-faults"), ("PUT", "/v2.1/os-harness-faults")}
