@@ -20,7 +20,7 @@ from rich.table import Table
 from harness import aio
 from harness.bottlenecks import CATALOG, Bottleneck, evidence, with_flags
 from harness.cli import app
-from harness.cli.common import ConfigOpt, SeedOpt, build_settings, console, fail, out
+from harness.cli.common import ConfigOpt, PortOffsetOpt, SeedOpt, build_settings, console, fail, out
 from harness.client import CloudError, OpenStackClient
 from harness.faults import PRESETS, parse_specs, preset
 
@@ -215,13 +215,15 @@ def bottlenecks_demo(
     run_dir: Path = typer.Option(Path("runs/bottlenecks"), "--run-dir", help="Where the spans go."),
     config: Optional[Path] = ConfigOpt,
     seed: Optional[int] = SeedOpt,
+    port_offset: Optional[int] = PortOffsetOpt,
 ) -> None:
     """HotROD-style demo: boot with the bottlenecks planted, show where each one is in the trace.
 
     Then flip one with --fix and measure again."""
     from harness.loadgen import BootOptions, fixed_count, run_load
 
-    settings = build_settings(config=config, profile=profile, run_dir=run_dir, seed=seed)
+    settings = build_settings(config=config, profile=profile, run_dir=run_dir, seed=seed,
+                              port_offset=port_offset)
     try:
         settings = with_flags(settings.model_copy(update={"bottlenecks": []}),
                               plant=["all"], fix=list(fix or []))
