@@ -257,7 +257,8 @@ PRESETS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 
 
 def preset(name: str) -> list[FaultSpec]:
-    """The specs of a preset, each named ``<preset>-<n>``; ValueError names the presets there are."""
+    """The specs of a preset, named after it (``<preset>-<n>`` when it has several); ValueError
+    names the presets there are."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
     items = PRESETS[name][1]
@@ -315,10 +316,13 @@ class FaultInjector:
     # -- managing faults ---------------------------------------------------------------------
     def add(self, spec: FaultSpec) -> FaultSpec:
         """Set a fault (replacing one of the same id); its window starts now."""
-        self._active[spec.id] = _Active(spec, self._clock(),
-                                        make_sampler(spec.latency_ms) if spec.latency_ms is not None else None)
+        self._keep(spec)
         self._reindex()
         return spec
+
+    def _keep(self, spec: FaultSpec) -> None:
+        sampler = make_sampler(spec.latency_ms) if spec.latency_ms is not None else None
+        self._active[spec.id] = _Active(spec, self._clock(), sampler)
 
     def remove(self, fault_id: str) -> bool:
         found = self._active.pop(fault_id, None) is not None
@@ -334,8 +338,7 @@ class FaultInjector:
     def replace(self, specs: Iterable[FaultSpec]) -> None:
         self._active.clear()
         for spec in specs:
-            self._active[spec.id] = _Active(spec, self._clock(), make_sampler(spec.latency_ms)
-                                            if spec.latency_ms is not None else None)
+            self._keep(spec)
         self._reindex()
 
     def _reindex(self) -> None:
