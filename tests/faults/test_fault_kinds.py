@@ -83,7 +83,7 @@ async def test_conductor_down_holds_messages_then_boots_finish(make_cloud):
     async with make_cloud() as cloud:
         async with users(cloud) as (client, admin):
             image = await image_id(client)
-            await set_fault(admin, {"service": "nova-conductor", "down": True, "duration_s": 1.0})
+            await set_fault(admin, {"service": "nova-conductor", "down": True, "duration_s": 2.5})
             ids = [a.server_id for a in await boot_many(client, image, 3, 3)]
             final = await wait_final(client, ids, timeout=20, interval=0.1)
             assert {s["status"] for s in final.values()} == {"ACTIVE"}
