@@ -651,10 +651,29 @@ def _flat_chunk(rs_lists: pa.Array) -> tuple[pa.Table | None, int]:
         "status_code": _short_enum(_field(status, "code"), STATUS_NAMES, "STATUS_CODE_", "UNSET"),
         "status_message": _field(status, "message"),
     }
+    for key in [k for k in resource if k in attr_cols]:
+        # A key that is a resource attribute of some spans and a span attribute of others (the
+        # Locust user puts the run's settings on its spans): one column, whichever is set.
+        resource[key] = _coalesce(resource[key], attr_cols.pop(key))
     for key, arr in [*resource.items(), *attr_cols.items()]:
         if key not in columns and key not in _OWN:
             columns[key] = arr
     return pa.table(columns), bad
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
+
+
+def _coalesce(first: pa.Array, second: pa.Array) -> pa.Array:
+    a, b = _plain(first), _plain(second)
+    if pa.types.is_null(a.type):
+        return b
+    if pa.types.is_null(b.type):
+        return a
+    if a.type != b.type:
+        a, b = a.cast(pa.string()), b.cast(pa.string())
+    return pc.coalesce(a, b)
 
 
 # -- Arrow -> pandas ------------------------------------------------------------------------------
