@@ -21,6 +21,7 @@ from harness.config import Settings, free_ports
 from harness.experiment import sla as sla_mod
 from harness.experiment.spec import Cell, Experiment
 from harness.experiment.locust_driver import results_from_spans, run_locust
+from harness.steps import Phase
 from harness.loadgen import BootOptions, LoadReport, closed_loop, open_loop, percentile, run_load
 
 SUMMARY = "summary.json"
@@ -133,9 +134,10 @@ def _boot_tables(cell_dir: Path, summary: dict[str, Any]) -> dict[str, float]:
     boots = boot_table(load_spans(spans_path))
     boots.to_csv(cell_dir / "boots.csv", index=False)
     means: dict[str, float] = {}
-    for col in boots.columns:
-        if col.endswith("_ms") and col != "total_ms":
-            means[col[:-3]] = float(boots[col].mean()) if len(boots) else math.nan
+    for name in [p.value for p in Phase] + ["queue_wait"]:
+        col = f"{name}_ms"
+        if col in boots.columns:
+            means[name] = float(boots[col].mean()) if len(boots) else math.nan
     summary.update({f"mean_{k}_ms": v for k, v in means.items()})
     return means
 
