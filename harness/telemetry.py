@@ -6,8 +6,8 @@ feed the same exporters:
 
 * :class:`OtlpJsonLinesExporter` writes the run's ``spans.jsonl`` in the format of the OpenTelemetry
   Collector's file exporter: one ``ExportTraceServiceRequest`` per line in OTLP/JSON (hex ids,
-  lowerCamelCase fields). The protobuf encoding is the SDK's own (``encode_spans``), so the file is
-  exactly what an OTLP receiver would get.
+  integer enums, lowerCamelCase fields), encoded by :mod:`harness.otlp_json` (checked in the tests
+  against the SDK's protobuf encoder, so the file says what an OTLP receiver would get).
 * an OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
   is set (protocol from ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``, default ``http/protobuf``).
 
@@ -17,7 +17,6 @@ Counters of spans started, ended and exported per service make a drop visible: a
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -28,19 +27,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from google.protobuf.json_format import MessageToDict
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from harness.otlp_json import to_otlp_json
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
 
 log = logging.getLogger(__name__)
@@ -49,29 +47,12 @@ PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePro
 #: steps it is performing (glance's show is step 22 only when nova-compute asks in step 20).
 BAGGAGE_STEP = "openstack.boot.step"
 SERVICE_NAMESPACE = "openstack"
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 # BatchSpanProcessor sizing: a boot makes ~40 spans; at a few hundred boots/s the default queue
 # (2048) can overflow between exports, so the queue holds several seconds of spans.
 MAX_QUEUE_SIZE = 65536
 MAX_EXPORT_BATCH = 2048
 SCHEDULE_DELAY_MS = 500
-
-
-def to_otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
-    """Encode spans as an OTLP/JSON ``ExportTraceServiceRequest`` (ids as hex, per the spec)."""
-    data = MessageToDict(encode_spans(spans))
-    for rs in data.get("resourceSpans", ()):
-        for ss in rs.get("scopeSpans", ()):
-            for span in ss.get("spans", ()):
-                for field in _ID_FIELDS:
-                    if field in span:
-                        span[field] = base64.b64decode(span[field]).hex()
-                for link in span.get("links", ()):
-                    for field in ("traceId", "spanId"):
-                        if field in link:
-                            link[field] = base64.b64decode(link[field]).hex()
-    return data
 
 
 class OtlpJsonLinesExporter(SpanExporter):

@@ -1,0 +1,49 @@
+"""The hand-written OTLP/JSON encoder says exactly what the SDK's protobuf encoder says."""
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from harness.otlp_json import to_otlp_json, via_protobuf
+from harness.telemetry import extract_context, inject_headers
+
+
+def _spans():
+    exporter = InMemorySpanExporter()
+    out = []
+    for svc in ("nova-api", "keystone"):
+        provider = TracerProvider(resource=Resource.create({"service.name": svc, "harness.hosts": 8}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("harness", "1.0", schema_url="https://opentelemetry.io/schemas/1.26.0")
+        with tracer.start_as_current_span("POST /servers", kind=SpanKind.SERVER, attributes={
+            "openstack.boot.step": 3, "ratio": 0.5, "ok": True, "list": ["a", "b"], "nums": [1, 2],
+            "empty": [],
+        }) as root:
+            root.add_event("instance.error", {"message": "no host"})
+            headers = inject_headers()
+            with tracer.start_as_current_span("call scheduler", kind=SpanKind.CLIENT,
+                                              links=[Link(root.get_span_context(), {"why": "x"})]) as c:
+                c.set_status(Status(StatusCode.ERROR, "boom"))
+            with tracer.start_as_current_span("remote child", context=extract_context(headers),
+                                              kind=SpanKind.CONSUMER):
+                pass
+            with tracer.start_as_current_span("ok span") as ok:
+                ok.set_status(Status(StatusCode.OK))
+    out.extend(exporter.get_finished_spans())
+    return out
+
+
+def test_same_as_the_protobuf_encoder():
+    spans = _spans()
+    assert to_otlp_json(spans) == via_protobuf(spans)
+
+
+def test_enums_are_integers_and_ids_hex():
+    data = to_otlp_json(_spans())
+    span = data["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert isinstance(span["kind"], int) and len(span["traceId"]) == 32 and len(span["spanId"]) == 16
+    assert all(c in "0123456789abcdef" for c in span["traceId"])
+    _ = trace  # the API module is what instrumented code imports
