@@ -8,10 +8,10 @@ the handler sets the step attributes on the span the middleware opened.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from typing import Any, Awaitable, Callable
 
+import orjson
 import uvicorn
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,6 +42,15 @@ _TITLES = {
 }
 
 
+class FastJSONResponse(JSONResponse):
+    """Starlette's JSONResponse encoded by orjson: the same compact UTF-8 body (no spaces, non-ASCII
+    kept as is) at a fraction of the CPU, which matters because every poll, validation and error
+    of a boot is one of these and the whole cloud shares one event loop."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
 class ApiError(Exception):
     """An error answered to the client; each service renders it in its own project's shape."""
 
@@ -55,7 +64,7 @@ class ApiError(Exception):
 
 def nova_error(err: ApiError) -> Response:
     """Nova and Cinder: ``{"itemNotFound": {"message": ..., "code": 404}}``."""
-    return JSONResponse({err.kind: {"message": err.message, "code": err.status}}, err.status)
+    return FastJSONResponse({err.kind: {"message": err.message, "code": err.status}}, err.status)
 
 
 def keystone_error(err: ApiError) -> Response:
@@ -63,7 +72,7 @@ def keystone_error(err: ApiError) -> Response:
     title = _TITLES.get(err.status, ("", "Error"))[1]
     body = {"error": {"code": err.status, "title": title, "message": err.message}}
     headers = {"WWW-Authenticate": 'Keystone uri="/v3"'} if err.status == 401 else None
-    return JSONResponse(body, err.status, headers=headers)
+    return FastJSONResponse(body, err.status, headers=headers)
 
 
 _NEUTRON_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidden",
@@ -73,7 +82,7 @@ _NEUTRON_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForb
 def neutron_error(err: ApiError) -> Response:
     """Neutron: ``{"NeutronError": {"type": ..., "message": ..., "detail": ""}}``."""
     kind = err.kind if err.kind and err.kind[0].isupper() else _NEUTRON_TYPES.get(err.status, "HTTPError")
-    return JSONResponse({"NeutronError": {"type": kind, "message": err.message, "detail": ""}}, err.status)
+    return FastJSONResponse({"NeutronError": {"type": kind, "message": err.message, "detail": ""}}, err.status)
 
 
 def glance_error(err: ApiError) -> Response:
@@ -105,8 +114,8 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw:
         raise ApiError(400, "The request body is empty; a JSON object is required")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = orjson.loads(raw)
+    except (ValueError, UnicodeDecodeError):  # orjson.JSONDecodeError is a ValueError
         raise ApiError(400, "Malformed request body: invalid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "Malformed request body: a JSON object is required")
@@ -206,7 +215,7 @@ def handler(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Aw
         headers = rest[0] if rest else None
         if body is None:
             return Response(status_code=status, headers=headers)
-        return JSONResponse(body, status, headers=headers)
+        return FastJSONResponse(body, status, headers=headers)
 
     endpoint.__name__ = func.__name__
     return endpoint

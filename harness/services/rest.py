@@ -7,13 +7,13 @@ records a header, so tokens stay out of traces.
 
 from __future__ import annotations
 
-import json as jsonlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -25,6 +25,11 @@ from harness.telemetry import inject_headers, step_attributes
 
 #: Transport errors of a REST call (connection refused, reset, timeout): callers catch this.
 HttpError = (aiohttp.ClientError, TimeoutError)
+
+
+def _dumps(obj: Any) -> str:
+    """Request bodies by orjson (compact, as aiohttp's default json.dumps but cheaper)."""
+    return orjson.dumps(obj).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,7 @@ class HttpResponse:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return jsonlib.loads(self.content)
+        return orjson.loads(self.content)
 
 
 class RestClient:
@@ -64,6 +69,7 @@ class RestClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5.0),
                 headers={"User-Agent": self.user_agent},
                 skip_auto_headers=("Accept-Encoding",),
+                json_serialize=_dumps,
             )
         return self._session
 
