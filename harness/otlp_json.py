@@ -23,6 +23,17 @@ _IS_REMOTE = 0x200  # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
 
 def _value(v: Any) -> dict[str, Any]:
+    # Exact types first (almost every attribute is a str, int or float): one ``type()`` call
+    # instead of an isinstance chain; bool is tested before the int branch by being its own type.
+    t = type(v)
+    if t is str:
+        return {"stringValue": v}
+    if t is int:
+        return {"intValue": str(v)}
+    if t is float:
+        return {"doubleValue": v}
+    if t is bool:
+        return {"boolValue": v}
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, str):
@@ -93,8 +104,16 @@ def _span(s: ReadableSpan) -> dict[str, Any]:
 def to_otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     """Spans grouped by resource, then instrumentation scope, as one export request."""
     by_resource: dict[Any, dict[Any, list[ReadableSpan]]] = {}
+    # Spans of one provider share one Resource and one scope object: look them up by identity
+    # first, since hashing a Resource serialises its attributes (json.dumps) on every call.
+    by_id: dict[tuple[int, int], list[ReadableSpan]] = {}
     for s in spans:
-        by_resource.setdefault(s.resource, {}).setdefault(s.instrumentation_scope, []).append(s)
+        resource, scope = s.resource, s.instrumentation_scope
+        members = by_id.get((id(resource), id(scope)))
+        if members is None:
+            members = by_id[(id(resource), id(scope))] = (
+                by_resource.setdefault(resource, {}).setdefault(scope, []))
+        members.append(s)
     resource_spans = []
     for resource, scopes in by_resource.items():
         scope_spans = []
