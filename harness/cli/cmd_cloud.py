@@ -108,6 +108,7 @@ async def _up(settings: Settings) -> None:
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     out.print(f"OTLP export   {otlp or 'off (set OTEL_EXPORTER_OTLP_ENDPOINT)'}")
     out.print(f"profile       {settings.profile}, seed {settings.seed}; Ctrl-C stops")
+    aio.settle_gc()  # this process only serves from now on
     await stop.wait()
     console.print("stopping: flushing spans ...")
     counts = await cloud.stop()

@@ -20,6 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness import aio
 from harness.cloud import EmbeddedCloud
 from harness.config import Settings
 
@@ -79,6 +80,7 @@ async def serve(
         tmp = ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(ready_file)  # the supervisor never reads half a file
+    aio.settle_gc()  # this process only serves from now on
     try:
         await stop.wait()
     finally:
