@@ -16,7 +16,7 @@ class SpanRec:
     trace_id: str
     span_id: str
     parent_id: str | None
-    kind: int
+    kind: str  # SPAN_KIND_* name
     start: int
     end: int
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -36,6 +36,21 @@ def _value(v: dict[str, Any]) -> Any:
     return int(val) if kind == "intValue" else val
 
 
+_KINDS = ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SPAN_KIND_CLIENT",
+          "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"]
+_CODES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
+
+
+def _kind(v: Any) -> str:
+    """OTLP/JSON writes enums as integers (the Collector's form); names are accepted too."""
+    return _KINDS[v] if isinstance(v, int) else str(v)
+
+
+def _status(st: dict[str, Any]) -> dict[str, Any]:
+    code = st.get("code")
+    return {**st, "code": _CODES[code]} if isinstance(code, int) else dict(st)
+
+
 def read_spans(path: Path) -> list[SpanRec]:
     out = []
     for line in Path(path).read_text().splitlines():
@@ -46,10 +61,10 @@ def read_spans(path: Path) -> list[SpanRec]:
                     out.append(SpanRec(
                         service=res["service.name"], name=s["name"], trace_id=s["traceId"],
                         span_id=s["spanId"], parent_id=s.get("parentSpanId") or None,
-                        kind=s.get("kind", 0), start=int(s["startTimeUnixNano"]),
+                        kind=_kind(s.get("kind", 0)), start=int(s["startTimeUnixNano"]),
                         end=int(s["endTimeUnixNano"]),
                         attrs={a["key"]: _value(a["value"]) for a in s.get("attributes", [])},
-                        status=s.get("status", {}), events=s.get("events", []),
+                        status=_status(s.get("status", {})), events=s.get("events", []),
                     ))
     return out
 
