@@ -22,8 +22,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import bcrypt
+import orjson
 from opentelemetry import trace
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from harness.services.base import CloudContext, HttpService
@@ -36,6 +38,7 @@ from harness.telemetry import caller_step, step_attributes, step_span
 #: spans (as the exception event of the step's span) and logs, where tokens must never appear.
 TOKEN_NOT_FOUND = "Could not find token."
 PASSWORD_HASH_ROUNDS = 4  # bcrypt's minimum; Keystone's default is 12 (~250 ms a check)
+BODY_CACHE_SIZE = 4096  # encoded validation bodies kept (tokens live for hours, boots for seconds)
 
 #: service type -> (catalog name, port setting, path after host:port)
 CATALOG_SERVICES = [
@@ -102,6 +105,7 @@ class Keystone(HttpService):
         self.users_by_id = {u.id: u for u in self.users.values()}
         self.tokens: dict[str, Token] = {}
         self._catalogs: dict[str, list[dict[str, Any]]] = {}
+        self._bodies: dict[tuple[str, bool], tuple[Token, bytes]] = {}  # see _validation_body
 
     def project_id(self, name: str) -> str:
         return _stable_id("project", name)
@@ -254,7 +258,22 @@ class Keystone(HttpService):
         if request.method == "HEAD":
             return None, 200, headers
         nocatalog = "nocatalog" in request.query_params
-        return self._token_body(subject, with_catalog=not nocatalog), 200, headers
+        return Response(self._validation_body(subject_id, subject, not nocatalog), 200, headers,
+                        media_type="application/json")
+
+    def _validation_body(self, token_id: str, token: Token, with_catalog: bool) -> bytes:
+        """The encoded body of a validation: made once per token and form, then reused (a token
+        never changes, and a boot validates the same few tokens a dozen times). A revoked or
+        expired token never gets here (:meth:`_lookup` said so first)."""
+        key = (token_id, with_catalog)
+        hit = self._bodies.get(key)
+        if hit is not None and hit[0] is token:
+            return hit[1]
+        if len(self._bodies) >= BODY_CACHE_SIZE:
+            self._bodies.clear()
+        body = orjson.dumps(self._token_body(token, with_catalog=with_catalog))
+        self._bodies[key] = (token, body)
+        return body
 
     async def revoke_token(self, request: Request):
         caller = self._caller(request)
