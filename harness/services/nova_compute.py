@@ -211,10 +211,12 @@ class NovaCompute(Service):
         except Exception as exc:  # a leak the periodic tasks and a later delete may still catch
             trace.get_current_span().add_event("build.cleanup_failed", {"reason": str(exc) or type(exc).__name__})
 
-    async def _release_attachments(self, inst: dict[str, Any]) -> None:
-        """Detach the instance's volumes (the volumes stay: the boot may be rescheduled)."""
+    async def _release_attachments(self, inst: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
+        """Detach the instance's volumes (the volumes stay: the boot may be rescheduled).
+
+        Returns Cinder's project URL and the headers used, for a caller that goes on to delete."""
         if not inst["request"].get("volumes"):
-            return
+            return None
         token, catalog = await self._service_token()
         base = self._endpoint(catalog, "volumev3").rsplit("/", 1)[0] + f"/{inst['project_id']}"
         headers = {"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.27"}
@@ -223,6 +225,7 @@ class NovaCompute(Service):
         for att in resp.json().get("attachments", []) if resp.status_code == 200 else []:
             await self.rest.request("DELETE", f"{base}/attachments/{att['id']}",
                                     template="/v3/{project_id}/attachments/{attachment_id}", headers=headers)
+        return base, headers
 
     async def _report_cached(self, host: str, image_id: str) -> None:
         """Tell nova-conductor this host's image cache now holds ``image_id`` (a cast: the boot
@@ -400,18 +403,12 @@ class NovaCompute(Service):
                                     template="/v2.0/ports/{port_id}", headers=headers)
 
     async def _release_volumes(self, inst: dict[str, Any]) -> None:
-        volumes = inst["request"].get("volumes") or []
-        if not volumes:
+        """Detach the volumes, then delete those marked ``delete_on_termination``."""
+        released = await self._release_attachments(inst)
+        if released is None:
             return
-        token, catalog = await self._service_token()
-        base = self._endpoint(catalog, "volumev3").rsplit("/", 1)[0] + f"/{inst['project_id']}"
-        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.27"}
-        resp = await self.rest.request("GET", f"{base}/attachments", template="/v3/{project_id}/attachments",
-                                       params={"instance_id": inst["uuid"]}, headers=headers)
-        for att in resp.json().get("attachments", []) if resp.status_code == 200 else []:
-            await self.rest.request("DELETE", f"{base}/attachments/{att['id']}",
-                                    template="/v3/{project_id}/attachments/{attachment_id}", headers=headers)
-        for volume_id, delete_on_termination in volumes:
+        base, headers = released
+        for volume_id, delete_on_termination in inst["request"].get("volumes") or []:
             if delete_on_termination:
                 await self.rest.request("DELETE", f"{base}/volumes/{volume_id}",
                                         template="/v3/{project_id}/volumes/{volume_id}", headers=headers)
