@@ -76,6 +76,8 @@ def bench(
     try:
         with Live(display, console=console, refresh_per_second=2, transient=False):
             outcomes = aio.run(run_experiment(exp, out_dir, notify=display.notify))
+        console.file.write("\n")
+        console.file.flush()
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/] finished cells are kept in {out_dir}; run again to resume")
         raise typer.Exit(130)
