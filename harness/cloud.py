@@ -146,7 +146,8 @@ class EmbeddedCloud:
             raise CloudStartError(str(exc)) from None
         self._transport = transport
         if DB_SERVICES & set(self.selected):
-            self.db = NovaDB(s.effective_db_url(), pool_size=s.db_pool_size)
+            self.db = NovaDB(s.effective_db_url(), pool_size=s.db_pool_size,
+                             shared=not DB_SERVICES <= set(self.selected))
             await self._db_call(self.db.create_schema())
         ctx = CloudContext(settings=s, telemetry=self.telemetry,
                            latency=LatencyModel(profile, seed=s.seed, faults=self.faults), transport=transport,

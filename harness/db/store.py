@@ -1,7 +1,8 @@
 """Nova's DB access: every statement the boot path runs, each in a DB client span.
 
-The same query functions run on SQLite (embedded default: a file in WAL mode, sync driver in
-worker threads) and PostgreSQL (asyncpg, through SQLAlchemy's async engine).
+The same query functions run on SQLite (embedded default: a file in WAL mode, sync driver, run
+inline on the event loop when one process owns the DB, in worker threads when several processes
+share the file) and PostgreSQL (asyncpg, through SQLAlchemy's async engine).
 Resource claims are atomic: usage is added in one ``UPDATE ... WHERE generation = :seen AND
 <fits>`` (as placement's generation check works), so concurrent schedulers never over-commit; a
 claim that loses the race returns ``False`` and the scheduler tries its next candidate.
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Connection, Engine, and_, bindparam, create_engine, event, func, insert, select, text, update,
 )
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from harness.db.models import allocations, compute_nodes, flavors, instances, metadata
@@ -92,6 +94,37 @@ class _ThreadRunner:
         self.engine.dispose()
 
 
+class _InlineRunner:
+    """SQLite owned by this process alone: each operation runs to completion on the event loop.
+
+    A boot's statements take 20-60 us of SQLite and SQLAlchemy work each; handing one to a worker
+    thread and back cost several times that in CPU (future, wake-up, GIL hand-offs) and made the
+    DB threads the second biggest CPU user of a boot. Run on the loop, every operation is one
+    transaction that no other coroutine can interleave with, which is the single-writer rule
+    for free. Only when several processes share the file (``harness up --processes`` on SQLite)
+    can a lock wait block; then the thread runner is used.
+    """
+
+    def __init__(self, url: URL) -> None:
+        self.engine: Engine = create_engine(url.set(drivername="sqlite"), connect_args={"timeout": 30},
+                                            poolclass=StaticPool)
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._conn: Connection | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any, write: bool) -> T:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self.engine.connect()
+        with conn.begin():
+            return fn(conn, *args)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+
 class _AsyncRunner:
     """Server databases (PostgreSQL via asyncpg): an async engine, the same query functions run
     through ``run_sync`` in one transaction; concurrency is the pool's."""
@@ -116,7 +149,9 @@ class NovaDB:
     runner, so the SQL is written once for SQLite and PostgreSQL.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, shared: bool = True) -> None:
+        """``shared=False`` says no other process opens this DB (the embedded cloud with every
+        DB-using service in it): SQLite then runs on the event loop instead of worker threads."""
         self.url = url
         u = make_url(url)
         self.system = u.get_backend_name()
@@ -125,8 +160,10 @@ class NovaDB:
         self.server: dict[str, Any] = {}
         if u.host:
             self.server = {"server.address": u.host, "server.port": u.port or _DEFAULT_PORTS.get(self.system, 0)}
-        self._runner: _ThreadRunner | _AsyncRunner
-        if self.system == "sqlite":
+        self._runner: _ThreadRunner | _InlineRunner | _AsyncRunner
+        if self.system == "sqlite" and not shared:
+            self._runner = _InlineRunner(u)
+        elif self.system == "sqlite":
             self._runner = _ThreadRunner(u, readers=max(1, min(pool_size, 4)))
         else:
             self._runner = _AsyncRunner(u, pool_size)
