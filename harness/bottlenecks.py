@@ -53,7 +53,8 @@ CATALOG: dict[Bottleneck, BottleneckInfo] = {b.name: b for b in (
     BottleneckInfo(Bottleneck.TOKEN_VALIDATION,
                    "uncached token validation against a single slow Keystone validation worker",
                    "Keystone GET /v3/auth/tokens spans with keystone.worker.wait events",
-                   "--fix token-validation: token_cache on, nova-compute reuses its service token"),
+                   "--fix token-validation: every validation cached (boot steps too), "
+                   "nova-compute reuses its service token"),
 )}
 
 #: What one token validation costs Keystone's single worker when the bottleneck is planted (ms).
@@ -82,7 +83,7 @@ def plan(settings: Any, *, plant: Iterable[str] = (), fix: Iterable[str] = ()) -
     planted = [b for b in parse(list(settings.bottlenecks) + list(plant)) if b not in parse(fix)]
     updates: dict[str, Any] = {"bottlenecks": [b.value for b in planted]}
     if Bottleneck.TOKEN_VALIDATION in parse(fix):
-        updates.update(token_cache=True, compute_token_reuse=True)
+        updates.update(token_cache=True, token_cache_steps=True, compute_token_reuse=True)
     return updates
 
 
@@ -97,7 +98,7 @@ def effective(settings: Any) -> Any:
     if Bottleneck.CONDUCTOR_WORKERS in planted:
         updates["conductor_workers"] = 1
     if Bottleneck.TOKEN_VALIDATION in planted:
-        updates.update(token_cache=False, compute_token_reuse=False)
+        updates.update(token_cache=False, token_cache_steps=False, compute_token_reuse=False)
     return settings.model_copy(update=updates)
 
 

@@ -123,9 +123,21 @@ class Settings(BaseSettings):
 
     token_ttl: int = Field(3600, ge=1, description="seconds a Keystone token is valid")
     token_cache: bool = Field(
-        False, description="cache validated tokens in each service, like keystonemiddleware"
+        True,
+        description="cache validated tokens in each service, like keystonemiddleware (token_cache_time); "
+        "the boot's own validation steps (4-5, 21, 24, 27) still reach Keystone unless token_cache_steps",
+    )
+    token_cache_steps: bool = Field(
+        False,
+        description="serve the boot's validation steps from the token cache too (they then no longer "
+        "reach Keystone; the seed's flow validates at each of them)",
     )
     token_cache_ttl: float = Field(300.0, ge=0, description="seconds a cached validation lasts")
+    password_cache: bool = Field(
+        True,
+        description="Keystone remembers a keyed SHA-256 of a password it verified with bcrypt, so a "
+        "user's later logins skip the bcrypt check (its cost belongs to the latency profile)",
+    )
     compute_token_reuse: bool = Field(
         False,
         description="nova-compute reuses its service token instead of fetching one in steps "

@@ -32,6 +32,10 @@ class CloudContext:
     transport: Transport
     db: NovaDB | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: SHA-256 digests of tokens Keystone revoked in this process: the services' token caches
+    #: check it on every hit (keystonemiddleware's ``check_revocations_for_cached``). Across
+    #: processes (``harness up --processes``) a cached token lives until ``token_cache_ttl``.
+    revoked_tokens: set[bytes] = field(default_factory=set)
 
     def tracer(self, service: str, instance_id: str | None = None) -> trace.Tracer:
         return self.telemetry.tracer(service, instance_id)
@@ -75,6 +79,8 @@ class Service:
             service_password=password,
             service_project=project,
             cache_ttl=self.settings.token_cache_ttl if self.settings.token_cache else 0.0,
+            cache_steps=self.settings.token_cache_steps,
+            revoked=self.ctx.revoked_tokens,
         )
 
     def rpc_client(self, exchange: str) -> RpcClient:

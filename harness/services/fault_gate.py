@@ -62,7 +62,7 @@ class FaultGate:
     async def _validation(self, scope: Scope, span: trace.Span) -> None:
         if self.faults.revoke_due(caller_step(), span):
             subject = _header(scope, b"x-subject-token")
-            if subject and self.keystone.tokens.pop(subject, None) is not None:
+            if subject and self.keystone.revoke(subject):
                 log.info("fault: a token was revoked while being validated")
         if self._validator is not None:
             t0 = time.perf_counter()

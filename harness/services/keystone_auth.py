@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import bcrypt
-
 from harness.services.http import ApiError
 from harness.services.validation import Schema
 
@@ -63,6 +61,11 @@ class Directory(Protocol):
     def project_by_id(self, project_id: str) -> tuple[str, str] | None: ...  # (id, name)
     def project_by_name(self, name: str) -> tuple[str, str] | None: ...
     def token_user(self, token_id: str) -> Any: ...
+    def verify_password(self, user: Any, password: str, *, slow_ok: bool) -> bool: ...
+
+
+class SlowCheckNeeded(Exception):
+    """The password needs the full bcrypt check: resolve again off the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ def _domain_ok(domain: Any, target: str) -> None:
         raise ApiError(401, UNAUTHORIZED)  # only domain Default exists
 
 
-def _password_user(directory: Directory, ident: dict[str, Any]) -> Any:
+def _password_user(directory: Directory, ident: dict[str, Any], slow_ok: bool) -> Any:
     pw = ident.get("password")
     if not isinstance(pw, dict):
         raise missing("password", "identity")
@@ -95,13 +98,19 @@ def _password_user(directory: Directory, ident: dict[str, Any]) -> Any:
         user = directory.user_by_name(user_req["name"])
     else:
         raise missing("id or name", "user")
-    if user is None or not bcrypt.checkpw(user_req["password"].encode(), user.password_hash):
+    password = user_req["password"]
+    if user is None or not isinstance(password, str) or not directory.verify_password(
+            user, password, slow_ok=slow_ok):
         raise ApiError(401, UNAUTHORIZED)
     return user
 
 
-def resolve(directory: Directory, body: dict[str, Any]) -> AuthResult:
-    """The user and the project the request authenticates; ApiError 400/401 otherwise."""
+def resolve(directory: Directory, body: dict[str, Any], *, slow_ok: bool = True) -> AuthResult:
+    """The user and the project the request authenticates; ApiError 400/401 otherwise.
+
+    With ``slow_ok=False`` a password that needs bcrypt raises :class:`SlowCheckNeeded` instead of
+    checking it, so the caller can run the cheap cases on the event loop and the rest in a thread.
+    """
     AUTH_SCHEMA.check(body)
     auth = body["auth"]
     ident = auth["identity"]
@@ -114,7 +123,7 @@ def resolve(directory: Directory, body: dict[str, Any]) -> AuthResult:
         if method not in ident:
             raise missing(method, "identity")
     if "password" in methods:
-        user = _password_user(directory, ident)
+        user = _password_user(directory, ident, slow_ok)
     else:
         user = directory.token_user(ident["token"]["id"])
         if user is None:

@@ -7,6 +7,7 @@ records a header, so tokens stay out of traces.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -22,6 +23,9 @@ from harness.services.http import ApiError
 from harness.steps import Step
 from harness.telemetry import inject_headers, step_attributes
 
+
+#: Validations a service caches before it prunes the expired ones (a long run's many tokens).
+TOKEN_CACHE_MAX = 10_000
 
 #: Transport errors of a REST call (connection refused, reset, timeout): callers catch this.
 HttpError = (aiohttp.ClientError, TimeoutError)
@@ -150,8 +154,10 @@ class TokenValidator:
     """Validates each request's ``X-Auth-Token`` with Keystone (``GET /v3/auth/tokens``).
 
     The service authenticates itself first (its own service token, as keystonemiddleware does).
-    With ``cache_ttl > 0`` validations are cached like keystonemiddleware's token cache; the default
-    is no cache, so every request shows its validation step as the seed describes.
+    With ``cache_ttl > 0`` validations are cached like keystonemiddleware's token cache (in-process,
+    ``token_cache_time``), so a client's status polls do not each cost a Keystone round trip. A
+    validation that is a boot step (``step`` given) still goes to Keystone unless ``cache_steps``:
+    the seed's flow validates at each of those steps, and a trace must show them.
     """
 
     def __init__(
@@ -163,12 +169,15 @@ class TokenValidator:
         service_password: str,
         service_project: str,
         cache_ttl: float = 0.0,
+        cache_steps: bool = False,
+        revoked: set[bytes] | None = None,
     ) -> None:
         self.client, self.keystone_url = client, keystone_url.rstrip("/")
         self._creds = (service_user, service_password, service_project)
         self._service_token: str | None = None
         self._service_expiry = 0.0
-        self.cache_ttl = cache_ttl
+        self.cache_ttl, self.cache_steps = cache_ttl, cache_steps
+        self._revoked = revoked if revoked is not None else set()
         self._cache: dict[str, tuple[AuthContext, float]] = {}
 
     async def service_token(self) -> str:
@@ -182,10 +191,12 @@ class TokenValidator:
         if not token:
             raise ApiError(401, "The request you have made requires authentication.")
         now = time.time()
-        if self.cache_ttl > 0:
+        if self.cache_ttl > 0 and (step is None or self.cache_steps):
             hit = self._cache.get(token)
             if hit and hit[1] > now and hit[0].expires_at > now:
-                return hit[0]
+                if not self._revoked or token_digest(token) not in self._revoked:
+                    return hit[0]
+                del self._cache[token]  # revoked since: Keystone answers 404 below
         service_token = await self.service_token()
         resp = await self.client.request(
             "GET",
@@ -208,8 +219,15 @@ class TokenValidator:
             expires_at=_iso_to_epoch(t["expires_at"]), token=token,
         )
         if self.cache_ttl > 0:
+            if len(self._cache) >= TOKEN_CACHE_MAX:  # drop what expired before growing further
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now and v[0].expires_at > now}
             self._cache[token] = (ctx, now + self.cache_ttl)
         return ctx
+
+
+def token_digest(token: str) -> bytes:
+    """How a revoked token is remembered (its SHA-256, never the token itself)."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 async def password_auth(
