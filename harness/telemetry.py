@@ -2,7 +2,7 @@
 
 Each service gets its own ``TracerProvider`` (its own ``service.name``), never the global one, so
 eight services can live in one process and still look like eight services in Jaeger. All providers
-feed the same exporters:
+feed the same exporters, through one shared export thread (see :class:`Telemetry`):
 
 * :class:`OtlpJsonLinesExporter` writes the run's ``spans.jsonl`` in the format of the OpenTelemetry
   Collector's file exporter: one ``ExportTraceServiceRequest`` per line in OTLP/JSON (hex ids,
@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-import orjson
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,7 +37,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from harness.otlp_json import to_otlp_json
+from harness.otlp_json import encode_request
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,10 @@ PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePro
 BAGGAGE_STEP = "openstack.boot.step"
 SERVICE_NAMESPACE = "openstack"
 
-# BatchSpanProcessor sizing: a boot makes ~40 spans; at a few hundred boots/s the default queue
-# (2048) can overflow between exports, so the queue holds several seconds of spans.
-MAX_QUEUE_SIZE = 65536
+# BatchSpanProcessor sizing: a boot makes ~70 spans and every service shares one queue; at a few
+# hundred boots/s the default queue (2048) can overflow between exports, so the queue holds
+# several seconds of spans.
+MAX_QUEUE_SIZE = 131072
 MAX_EXPORT_BATCH = 2048
 SCHEDULE_DELAY_MS = 500
 
@@ -74,7 +74,7 @@ class OtlpJsonLinesExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        line = orjson.dumps(to_otlp_json(spans)) + b"\n"  # compact UTF-8, as json.dumps would be
+        line = encode_request(spans) + b"\n"
         with self._lock:
             if self._fh.closed:
                 return SpanExportResult.FAILURE
@@ -95,38 +95,85 @@ class OtlpJsonLinesExporter(SpanExporter):
                 self._fh.close()
 
 
-class CountingExporter(SpanExporter):
-    """Wraps an exporter and counts what it exported successfully, per service."""
+class FanOutExporter(SpanExporter):
+    """Hands each batch to several exporters; what the first exported is counted, per service.
 
-    def __init__(self, inner: SpanExporter, counts: Counter, lock: threading.Lock) -> None:
-        self.inner, self._counts, self._lock = inner, counts, lock
+    One export thread then serves every exporter of a run: an exporter that raises is logged and
+    the others still get the batch.
+    """
+
+    def __init__(self, exporters: Sequence[SpanExporter], counts: Counter, lock: threading.Lock) -> None:
+        if not exporters:
+            raise ValueError("FanOutExporter needs at least one exporter")
+        self.exporters = tuple(exporters)
+        self._counts, self._lock = counts, lock
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = self.inner.export(spans)
-        if result is SpanExportResult.SUCCESS:
-            with self._lock:
-                for s in spans:
-                    self._counts[s.resource.attributes.get("service.name", "?")] += 1
-        return result
+        first = SpanExportResult.FAILURE
+        for i, exporter in enumerate(self.exporters):
+            try:
+                result = exporter.export(spans)
+            except Exception:  # one exporter's bug must not cost the others their spans
+                log.exception("span exporter %s failed", type(exporter).__name__)
+                result = SpanExportResult.FAILURE
+            if i == 0:
+                first = result
+        if first is SpanExportResult.SUCCESS:
+            self._count(spans)
+        return first
+
+    def _count(self, spans: Sequence[ReadableSpan]) -> None:
+        # Spans of one service share one Resource object: count by identity, then name each once.
+        per_resource: dict[int, list[Any]] = {}
+        for s in spans:
+            resource = s.resource
+            entry = per_resource.get(id(resource))
+            if entry is None:
+                per_resource[id(resource)] = [resource, 1]
+            else:
+                entry[1] += 1
+        with self._lock:
+            for resource, n in per_resource.values():
+                self._counts[resource.attributes.get("service.name", "?")] += n
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        for exporter in self.exporters:
+            exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+        return all([e.force_flush(timeout_millis) for e in self.exporters])
 
 
-class CountingProcessor(SpanProcessor):
-    """Counts spans started and ended per service (cheap: runs on the hot path)."""
+class ServiceSpanProcessor(SpanProcessor):
+    """The one processor of a service's provider: counts the service's spans started and ended
+    and hands ended ones to the run's shared batch processors.
 
-    def __init__(self, service: str, started: Counter, ended: Counter) -> None:
+    Shared, because a provider per service with its own BatchSpanProcessor per exporter meant
+    ten export threads contending for the GIL with the event loop, and a
+    ``SynchronousMultiSpanProcessor`` loop over several processors on every span start and end.
+    The shared processors outlive any one provider: :meth:`shutdown` leaves them alone and
+    :class:`Telemetry` shuts them down once, after every provider.
+    """
+
+    def __init__(self, service: str, started: Counter, ended: Counter,
+                 batches: Sequence[SpanProcessor]) -> None:
         self.service, self.started, self.ended = service, started, ended
+        self.batches = tuple(batches)
+        self._hand_on = tuple(b.on_end for b in self.batches)
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         self.started[self.service] += 1
 
     def on_end(self, span: ReadableSpan) -> None:
         self.ended[self.service] += 1
+        for hand_on in self._hand_on:
+            hand_on(span)
+
+    def shutdown(self) -> None:  # shared: the owner shuts the batch processors down
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all([b.force_flush(timeout_millis) for b in self.batches])
 
 
 def _otlp_exporter_from_env() -> SpanExporter | None:
@@ -151,8 +198,24 @@ def _otlp_exporter_from_env() -> SpanExporter | None:
     return OTLPSpanExporter()  # reads endpoint, headers, timeout from the OTEL_* variables
 
 
+#: Processors every provider gets, whichever run made it (the latency model's step ledger,
+#: :mod:`harness.step_clock`, which follows a step's descendants across services).
+_SPAN_PROCESSORS: list[SpanProcessor] = []
+
+
+def register_span_processor(processor: SpanProcessor) -> None:
+    """Give ``processor`` to every provider made from now on (once, however often called)."""
+    if processor not in _SPAN_PROCESSORS:
+        _SPAN_PROCESSORS.append(processor)
+
+
 class Telemetry:
-    """Per-service tracer providers for one run, their exporters and their counters."""
+    """Per-service tracer providers for one run, their exporters and their counters.
+
+    Every provider has one :class:`ServiceSpanProcessor`; they all feed one BatchSpanProcessor
+    (one thread) for the in-process exporters (the spans file and ``extra_exporters``), and one
+    more for the OTLP exporter, so a slow or unreachable collector never holds up the file.
+    """
 
     def __init__(
         self,
@@ -178,6 +241,13 @@ class Telemetry:
         otlp = _otlp_exporter_from_env() if (enabled and use_env_otlp) else None
         self.otlp_exporter = otlp
         self._exporters = exporters
+        # What is counted as exported: the first in-process exporter, else the OTLP one.
+        self._batches: list[BatchSpanProcessor] = []
+        if enabled and exporters:
+            self._batches.append(self._batch(FanOutExporter(exporters, self.exported, self._lock)))
+        if enabled and otlp is not None:
+            counted = FanOutExporter([otlp], self.exported, self._lock) if not exporters else otlp
+            self._batches.append(self._batch(counted))
 
     @property
     def spans_path(self) -> Path | None:
@@ -196,15 +266,8 @@ class Telemetry:
                 **self.resource_attributes,
             }
             provider = TracerProvider(resource=Resource.create(attrs))
-            provider.add_span_processor(CountingProcessor(service, self.started, self.ended))
-            for i, exporter in enumerate(self._exporters):
-                wrapped = CountingExporter(exporter, self.exported, self._lock) if i == 0 else exporter
-                provider.add_span_processor(self._batch(wrapped))
-            if self.otlp_exporter is not None:
-                exp = self.otlp_exporter
-                if not self._exporters:
-                    exp = CountingExporter(exp, self.exported, self._lock)
-                provider.add_span_processor(self._batch(exp))
+            provider.add_span_processor(
+                ServiceSpanProcessor(service, self.started, self.ended, self._batches))
             self._providers[service] = provider
         return provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0")
 
@@ -218,7 +281,9 @@ class Telemetry:
         )
 
     def force_flush(self) -> None:
-        for provider in self._providers.values():
+        for batch in self._batches:
+            batch.force_flush()
+        for provider in self._providers.values():  # processors someone else added
             provider.force_flush()
 
     def counters(self) -> dict[str, dict[str, int]]:
@@ -239,6 +304,9 @@ class Telemetry:
         counts = self.counters()
         for provider in self._providers.values():
             provider.shutdown()
+        for batch in self._batches:
+            batch.shutdown()
+        self._batches.clear()
         if self.otlp_exporter is not None:
             self.otlp_exporter.shutdown()
         if self.file_exporter is not None:

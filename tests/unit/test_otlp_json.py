@@ -41,6 +41,24 @@ def test_same_as_the_protobuf_encoder():
     assert to_otlp_json(spans) == via_protobuf(spans)
 
 
+def test_repeated_attributes_keep_their_types():
+    """Entries are reused across spans: 1, True, 1.0 and "1" under one key stay four values."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "nova-api"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("harness")
+    for _ in range(2):
+        for value in (1, True, 1.0, "1", 0, False, "", [1], ["1"]):
+            with tracer.start_as_current_span("s", attributes={"v": value}):
+                pass
+    spans = exporter.get_finished_spans()
+    data = to_otlp_json(spans)
+    assert data == via_protobuf(spans)
+    values = [s["attributes"][0]["value"] for s in data["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert values[:4] == [{"intValue": "1"}, {"boolValue": True}, {"doubleValue": 1.0}, {"stringValue": "1"}]
+    assert values[:9] == values[9:]
+
+
 def test_enums_are_integers_and_ids_hex():
     data = to_otlp_json(_spans())
     span = data["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
