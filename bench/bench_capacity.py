@@ -73,13 +73,15 @@ def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool) -> tu
     return proc, auth_url
 
 
-async def drive(auth_url: str, *, boots: int, concurrency: int, poll: float, pid: int) -> dict:
+async def drive(auth_url: str, *, boots: int, concurrency: int, poll: float, pid: int,
+                watch: str = "list") -> dict:
     from opentelemetry import trace
 
     async with OpenStackClient(auth_url) as client:
         await client.authenticate()
         image = next(i["id"] for i in await client.images() if i["name"].startswith("cirros"))
-        booter = Booter(client, trace.NoOpTracer(), image, BootOptions(delete=False, poll_interval=poll))
+        booter = Booter(client, trace.NoOpTracer(), image, BootOptions(delete=False, poll_interval=poll,
+                                                                          watch=watch))
         # warm-up: connections, caches, first-request imports
         await fixed_count(booter, count=min(20, boots), concurrency=min(concurrency, 20))
         cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
@@ -88,7 +90,7 @@ async def drive(auth_url: str, *, boots: int, concurrency: int, poll: float, pid
     active = [r for r in results if r.status == "ACTIVE"]
     lat = [r.active_s for r in active if r.active_s is not None]
     return {
-        "boots": boots, "active": len(active), "concurrency": concurrency, "poll_s": poll,
+        "boots": boots, "active": len(active), "concurrency": concurrency, "poll_s": poll, "watch": watch,
         "wall_s": round(wall, 3), "boots_per_s": round(len(active) / wall, 2),
         "cloud_cpu_s": round(cpu, 3), "cpu_ms_per_boot": round(1000 * cpu / max(1, len(active)), 2),
         "cloud_cpu_util": round(cpu / wall, 3),
@@ -103,12 +105,16 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=64)
     ap.add_argument("--profile", default="zero")
     ap.add_argument("--poll", type=float, default=0.05, help="client poll interval, s")
+    ap.add_argument("--watch", choices=("list", "server"), default="list",
+                    help="list: one GET /servers/detail?changes-since= per interval for all boots in "
+                    "flight (default); server: GET /servers/{id} per boot, as openstacksdk and Rally poll")
     ap.add_argument("--no-tracing", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, auth_url = start_cloud(Path(tmp), profile=args.profile, hosts=args.hosts, tracing=not args.no_tracing)
         try:
-            res = aio.run(drive(auth_url, boots=args.boots, concurrency=args.concurrency, poll=args.poll, pid=proc.pid))
+            res = aio.run(drive(auth_url, boots=args.boots, concurrency=args.concurrency, poll=args.poll, pid=proc.pid,
+                                 watch=args.watch))
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(60)

@@ -60,7 +60,7 @@ instances = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("progress", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False, index=True),  # GET /servers?changes-since=
     Column("launched_at", Float, nullable=True),
     Column("deleted", Boolean, nullable=False, default=False, index=True),
 )

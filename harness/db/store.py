@@ -241,8 +241,19 @@ class NovaDB:
         status_vm_state: str | None = None,
         limit: int | None = None,
         marker_created: tuple[float, str] | None = None,
+        changed_since: float | None = None,
+        changed_before: float | None = None,
     ) -> list[dict[str, Any]]:
-        q = select(instances).where(instances.c.deleted.is_(False))
+        """Instances newest first; with ``changed_since``/``changed_before`` (Nova's
+        ``changes-since``/``changes-before``) deleted ones are included, as Nova lists them."""
+        if changed_since is None and changed_before is None:
+            q = select(instances).where(instances.c.deleted.is_(False))
+        else:
+            q = select(instances)
+            if changed_since is not None:
+                q = q.where(instances.c.updated_at >= changed_since)
+            if changed_before is not None:
+                q = q.where(instances.c.updated_at <= changed_before)
         if project_id is not None:
             q = q.where(instances.c.project_id == project_id)
         if name:

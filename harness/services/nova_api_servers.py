@@ -14,6 +14,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -156,10 +157,13 @@ class ServersController:
 
     # -- POST /servers (step 3) -----------------------------------------------------------------
     async def create(self, request: Request):
-        api = self.api
         span = trace.get_current_span()
         span.set_attributes(step_attributes(Step.BOOT_REQUEST))
-        await api.latency.delay(Step.BOOT_REQUEST)
+        async with self.api.latency.step(Step.BOOT_REQUEST):  # nova-api's own work is in its time
+            return await self._create(request)
+
+    async def _create(self, request: Request):
+        api, span = self.api, trace.get_current_span()
         auth = await api.authenticate(request, Step.API_VALIDATE_TOKEN)
         ver = api_version(request)
         req = parse_boot(await json_body(request), ver)
@@ -324,6 +328,10 @@ class ServersController:
             if m is None or (project is not None and m["project_id"] != project):
                 raise ApiError(400, f"marker [{q['marker']}] not found")
             marker = (m["created_at"], m["uuid"])
+        since = _query_time(q, "changes-since")
+        before = _query_time(q, "changes-before") if ver.at_least("2.66") else None
+        if since is not None and before is not None and since > before:
+            raise ApiError(400, "The value of changes-since must be less than or equal to changes-before.")
         statuses = {s.upper() for s in q.getlist("status")}
         if statuses - STATUSES:
             if ver.at_least("2.38"):
@@ -341,7 +349,8 @@ class ServersController:
         exact = {k: v for k, v in exact.items() if v is not None}
         filtered = bool(statuses or name_re or exact)
         rows = await self.api.db.list_instances(project_id=project, limit=None if filtered else limit,
-                                                marker_created=marker)
+                                                marker_created=marker, changed_since=since,
+                                                changed_before=before)
         if filtered:
             rows = [r for r in rows
                     if (not statuses or api_status(r["vm_state"], r["task_state"]) in statuses)
@@ -382,6 +391,21 @@ class ServersController:
         async with db.span(self.api.tracer, "UPDATE", "instances"):
             await db.free(inst["uuid"])
             await db.update_instance(inst["uuid"], {"vm_state": "deleted", "task_state": None, "deleted": True})
+
+
+def _query_time(q: Any, key: str) -> float | None:
+    """``changes-since``/``changes-before``: an ISO 8601 time (naive means UTC), as epoch seconds."""
+    value = q.get(key)
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"Invalid input for query parameters {key}. Value: {value}. "
+                            f"'{value}' is not a 'date-time'") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.timestamp()
 
 
 def _check_image_fits(image: dict[str, Any], flavor: dict[str, Any], *, boot_from_volume: bool) -> None:
