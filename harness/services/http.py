@@ -24,6 +24,9 @@ from harness.telemetry import extract_context
 
 log = logging.getLogger(__name__)
 
+#: Request headers the server span reads (trace context, baggage, user agent), as ASGI names them.
+_SPAN_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage", b"user-agent"})
+
 #: Largest request body accepted; larger ones get 413 before any byte is parsed.
 MAX_BODY_BYTES = 1 << 20
 
@@ -136,7 +139,11 @@ class ServerSpanMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the headers the span needs are decoded (a request carries a dozen).
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            if k in _SPAN_HEADERS:
+                headers[k.decode("latin-1")] = v.decode("latin-1")
         parent = extract_context(headers)
         method = scope["method"]
         client = scope.get("client") or ("", 0)
@@ -177,13 +184,14 @@ class ServerSpanMiddleware:
             status = status_holder["status"]
             route = scope.get("route")
             template = getattr(route, "path", None)
+            end_attrs: dict[str, Any] = {"http.response.status_code": status}
             if template:
                 span.update_name(f"{method} {template}")
-                span.set_attribute("http.route", template)
-            span.set_attribute("http.response.status_code", status)
+                end_attrs = {"http.route": template, "http.response.status_code": status}
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-                span.set_attribute("error.type", str(status))
+                end_attrs["error.type"] = str(status)
+            span.set_attributes(end_attrs)  # one call: each takes the span's lock
             span.end()
             otel_context.detach(token)
 
