@@ -32,8 +32,11 @@ def _q_node(conn: Any, host: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+_ALL_NODES = select(compute_nodes).order_by(compute_nodes.c.id)  # built once: read per request
+
+
 def _q_columns(conn: Any) -> dict[str, tuple]:
-    result = conn.execute(select(compute_nodes).order_by(compute_nodes.c.id))
+    result = conn.execute(_ALL_NODES)
     keys = list(result.keys())
     rows = result.all()
     if not rows:

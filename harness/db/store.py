@@ -11,6 +11,7 @@ claim that loses the race returns ``False`` and the scheduler tries its next can
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -227,7 +228,7 @@ class NovaDB:
 
     async def create_instance(self, row: dict[str, Any]) -> None:
         now = time.time()
-        await self._write(_q_exec, insert(instances).values(created_at=now, updated_at=now, **row))
+        await self._write(_q_exec, _INSERT_INSTANCE, {**row, "created_at": now, "updated_at": now})
 
     async def get_instance(self, uuid: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
         stmt = _GET_ANY_INSTANCE if include_deleted else _GET_LIVE_INSTANCE
@@ -275,17 +276,9 @@ class NovaDB:
         self, uuid: str, values: dict[str, Any], *, expected_task_state: Iterable[str | None] | None = None
     ) -> bool:
         """Update an instance; with ``expected_task_state`` only from those states (atomic)."""
-        cond = and_(instances.c.uuid == uuid, instances.c.deleted.is_(False))
-        if expected_task_state is not None:
-            states = list(expected_task_state)
-            named = [s for s in states if s is not None]
-            clause = instances.c.task_state.in_(named) if named else None
-            if None in states:
-                null = instances.c.task_state.is_(None)
-                clause = null if clause is None else (clause | null)
-            cond = and_(cond, clause)
-        stmt = update(instances).where(cond).values(**{**values, "updated_at": time.time()})
-        return await self._write(_q_rowcount, stmt) == 1
+        expected = None if expected_task_state is None else tuple(expected_task_state)
+        params = {**values, "updated_at": time.time(), "b_uuid": uuid}
+        return await self._write(_q_rowcount, _update_instance_stmt(expected), params) == 1
 
     # -- compute nodes and claims -------------------------------------------------------------
     async def list_compute_nodes(self) -> list[dict[str, Any]]:
@@ -320,12 +313,56 @@ class NovaDB:
 
 # -- query functions: run in one transaction by a runner ------------------------------------------
 
-def _q_exec(conn: Conn, stmt: Any) -> None:
-    conn.execute(stmt)
+def _q_exec(conn: Conn, stmt: Any, params: Mapping[str, Any] | None = None) -> None:
+    conn.execute(stmt, params)
 
 
-def _q_rowcount(conn: Conn, stmt: Any) -> int:
-    return conn.execute(stmt).rowcount
+def _q_rowcount(conn: Conn, stmt: Any, params: Mapping[str, Any] | None = None) -> int:
+    return conn.execute(stmt, params).rowcount
+
+
+# The boot path's writes, built once: the SET columns come from the parameters at execution and
+# SQLAlchemy caches the compiled form, so a write costs the SQL and not the statement building
+# (building an UPDATE with its WHERE per call cost about as much as running it).
+_INSERT_INSTANCE = insert(instances)
+_INSERT_ALLOCATION = insert(allocations)
+
+
+@functools.lru_cache(maxsize=32)
+def _update_instance_stmt(expected: tuple[str | None, ...] | None) -> Any:
+    """``UPDATE instances SET <params> WHERE uuid = :b_uuid AND NOT deleted [AND task_state in
+    expected]``; one statement per distinct ``expected`` (a handful in the whole code)."""
+    cond = and_(instances.c.uuid == bindparam("b_uuid"), instances.c.deleted.is_(False))
+    if expected is not None:
+        named = [s for s in expected if s is not None]
+        clause = instances.c.task_state.in_(named) if named else None
+        if None in expected:
+            null = instances.c.task_state.is_(None)
+            clause = null if clause is None else (clause | null)
+        cond = and_(cond, clause)
+    return update(instances).where(cond)
+
+
+def _claim_stmt() -> Any:
+    c = compute_nodes.c
+    cpu, ram, disk = bindparam("b_vcpus"), bindparam("b_memory_mb"), bindparam("b_disk_gb")
+    fits = and_(
+        c.host == bindparam("b_host"),
+        c.generation == bindparam("b_generation"),
+        c.vcpus_used + cpu <= c.vcpus * c.cpu_allocation_ratio,
+        c.memory_mb_used + ram <= c.memory_mb * c.ram_allocation_ratio,
+        c.local_gb_used + disk <= c.local_gb * c.disk_allocation_ratio,
+    )
+    return update(compute_nodes).where(fits).values(
+        vcpus_used=c.vcpus_used + cpu, memory_mb_used=c.memory_mb_used + ram,
+        local_gb_used=c.local_gb_used + disk, running_vms=c.running_vms + 1,
+        generation=c.generation + 1,
+    )
+
+
+_CLAIM = _claim_stmt()
+_SET_HOST = update(instances).where(instances.c.uuid == bindparam("b_uuid")).values(
+    host=bindparam("b_host"), availability_zone=bindparam("b_az"), updated_at=bindparam("b_now"))
 
 
 def _q_rows(conn: Conn, stmt: Any) -> list[dict[str, Any]]:
@@ -384,29 +421,17 @@ def _q_seed(conn: Conn, hosts: list[dict[str, Any]]) -> None:
 
 
 def _q_claim(conn: Conn, instance_uuid: str, host: str, generation: int, res: Resources, az: str) -> bool:
-    c = compute_nodes.c
-    fits = and_(
-        c.host == host,
-        c.generation == generation,
-        c.vcpus_used + res.vcpus <= c.vcpus * c.cpu_allocation_ratio,
-        c.memory_mb_used + res.memory_mb <= c.memory_mb * c.ram_allocation_ratio,
-        c.local_gb_used + res.disk_gb <= c.local_gb * c.disk_allocation_ratio,
-    )
-    claimed = conn.execute(update(compute_nodes).where(fits).values(
-        vcpus_used=c.vcpus_used + res.vcpus,
-        memory_mb_used=c.memory_mb_used + res.memory_mb,
-        local_gb_used=c.local_gb_used + res.disk_gb,
-        running_vms=c.running_vms + 1,
-        generation=c.generation + 1,
-    )).rowcount
+    claimed = conn.execute(_CLAIM, {
+        "b_host": host, "b_generation": generation, "b_vcpus": res.vcpus,
+        "b_memory_mb": res.memory_mb, "b_disk_gb": res.disk_gb,
+    }).rowcount
     if claimed != 1:
         return False
     now = time.time()
-    conn.execute(insert(allocations).values(
-        instance_uuid=instance_uuid, host=host, vcpus=res.vcpus, memory_mb=res.memory_mb,
-        disk_gb=res.disk_gb, created_at=now))
-    conn.execute(update(instances).where(instances.c.uuid == instance_uuid).values(
-        host=host, availability_zone=az, updated_at=now))
+    conn.execute(_INSERT_ALLOCATION, {
+        "instance_uuid": instance_uuid, "host": host, "vcpus": res.vcpus, "memory_mb": res.memory_mb,
+        "disk_gb": res.disk_gb, "created_at": now})
+    conn.execute(_SET_HOST, {"b_uuid": instance_uuid, "b_host": host, "b_az": az, "b_now": now})
     return True
 
 
