@@ -208,6 +208,7 @@ def make_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="off", log_level="warning", access_log=False,
         loop="none", timeout_keep_alive=30, backlog=4096,
+        proxy_headers=False,  # loopback services behind no proxy: skip the X-Forwarded-* middleware
     )
     return _QuietServer(config)
 

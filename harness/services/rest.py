@@ -74,6 +74,7 @@ class RestClient:
                 headers={"User-Agent": self.user_agent},
                 skip_auto_headers=("Accept-Encoding",),
                 json_serialize=_dumps,
+                cookie_jar=aiohttp.DummyCookieJar(),  # OpenStack APIs set no cookies: skip the jar's work
             )
         return self._session
 
