@@ -1,8 +1,18 @@
-"""The latency model: how long each step takes beyond the harness's own work.
+"""The latency model: how long each step takes, the harness's own work included.
 
-A profile (TOML, shipped in ``harness/profiles/``) gives each step a distribution. The delay is
-awaited *inside* the step's span, so a span's duration is the modeled delay plus the real work of
-the harness. One seeded generator per cloud keeps runs repeatable.
+A profile (TOML, shipped in ``harness/profiles/``) gives each step a distribution: the step's own
+time on a real cloud (its span's duration less what its descendants cover, queue waits apart). One
+seeded generator per cloud keeps runs repeatable. The sampled value is recorded on the step's span
+as ``openstack.boot.modeled_delay_ms``.
+
+The harness's own work in a step counts toward that time: :meth:`LatencyModel.step` measures the
+step's own time while it runs (:mod:`harness.step_clock`) and sleeps only what is left, to a
+deadline met to within tens of microseconds (:mod:`harness.deadline`). Most of the sleep comes
+before the step's work (where the old model slept it all: a send's cost before its publish, a DB
+statement's before its result), less a running estimate of the work that follows; a short precise
+top-up at the step's end meets the deadline. When the harness's own work alone exceeds the modeled
+time (a loaded box, a slow SQLite write) the step takes its own time and its span gets
+``harness.latency.overrun_ms``: how far beyond the model it ran.
 
 Distributions (all in milliseconds)::
 
@@ -18,23 +28,34 @@ the ``[costs]`` table and read with :meth:`LatencyModel.cost`.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
+import time
 import tomllib
+from contextlib import asynccontextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from opentelemetry import trace
 
-from harness.steps import CATALOGUE, Step
+from harness import deadline
+from harness.step_clock import LEDGER, Quantile, StepClock, is_call
+from harness.steps import CATALOGUE, Step, Transport
+from harness.telemetry import register_span_processor, step_span
 
 if TYPE_CHECKING:
     from harness.faults import FaultInjector
 
 MODELED_DELAY_ATTR = "openstack.boot.modeled_delay_ms"
+#: Set on a step's span when the harness's own work alone (the step's own time less what the model
+#: slept; its expected tail after the timed block included) took longer than the modeled time: ms
+#: beyond it. The step could not be as fast as the model asked; its span says by how much.
+OVERRUN_ATTR = "harness.latency.overrun_ms"
+#: An overrun is recorded past 2 % of the modeled time (the fidelity target) and 50 us.
+OVERRUN_REL, OVERRUN_MIN_NS = 0.02, 50_000
 
 Sampler = Callable[[random.Random], float]
 
@@ -161,10 +182,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 
 class LatencyModel:
-    """Samples and awaits each step's modeled delay; one seeded RNG per cloud.
+    """Samples each step's modeled delay and makes the step last that long; one seeded RNG per cloud.
 
-    With a :class:`~harness.faults.FaultInjector` (``faults``), every step's delay is handed to it:
-    this is the one place where each step passes, so faults set on a step act here, inside its span.
+    With a :class:`~harness.faults.FaultInjector` (``faults``), every step is handed to it: this is
+    the one place where each step passes, so faults set on a step act here, inside its span.
     """
 
     def __init__(self, profile: Profile, *, seed: int, faults: "FaultInjector | None" = None) -> None:
@@ -172,26 +193,156 @@ class LatencyModel:
         self.faults = faults
         self._rng = random.Random(seed)
         self._samplers = {step: make_sampler(spec) for step, spec in profile.steps.items()}
+        # per step, the median of the harness's own work after the step's first sleep (to the
+        # end of the timed block) and after the block (to the end of the span): what the first
+        # sleep leaves room for, so a top-up at the end is short or not needed
+        self._learned: dict[Step, tuple[Quantile, Quantile]] = {}
+        if any(median_of(spec) > 0 for spec in profile.steps.values()):
+            register_ledger()
 
     def sample_ms(self, step: Step) -> float:
         return self._samplers[step](self._rng)
 
-    async def delay(self, step: Step) -> float:
-        """Sleep for the step's modeled delay, recorded on the current (the step's) span as
-        ``openstack.boot.modeled_delay_ms``, so real work = duration - modeled delay."""
-        ms = self._samplers[step](self._rng)
-        trace.get_current_span().set_attribute(MODELED_DELAY_ATTR, ms)
-        if self.faults is not None:  # may add latency, hold a pool slot, or raise the step's fault
-            return await self.faults.run_step(step, ms)
-        if ms > 0:
-            await asyncio.sleep(ms / 1000.0)
-        return ms
+    def step(self, step: Step, *, since_ns: int | None = None, finish: bool = True) -> "_StepTiming":
+        """``async with model.step(step):`` around a step's work, inside its span.
 
-    @staticmethod
-    async def sleep_ms(ms: float) -> None:
-        """Await a state-dependent cost (image copy, host scan) computed by the caller."""
-        if ms > 0:
-            await asyncio.sleep(ms / 1000.0)
+        The step lasts its sampled delay in own time, counted from the span's start (or from
+        ``since_ns``, a ``time.time_ns()``: a receive step starts once its queue wait is over),
+        the work in the block included. ``finish=False`` for a send: no sleep after the block
+        (the message has left), so the block should end with the publish."""
+        return _StepTiming(self, step, since_ns, finish)
+
+    @asynccontextmanager
+    async def span(self, tracer: trace.Tracer, step: Step, **kw: Any) -> AsyncIterator[trace.Span]:
+        """The step's span (:func:`harness.telemetry.step_span`) timed by :meth:`step`."""
+        with step_span(tracer, step, **kw) as sp:
+            async with self.step(step):
+                yield sp
+
+    async def delay(self, step: Step, *, since_ns: int | None = None) -> float:
+        """The step's delay where nothing follows it in the span: sleep until the step's own time
+        (from the span's start or ``since_ns``) reaches it. Returns the modeled ms."""
+        async with self.step(step, since_ns=since_ns) as timing:
+            pass
+        return timing.modeled_ms
+
+    async def sleep_ms(self, ms: float) -> None:
+        """Await a state-dependent cost (image copy, host scan) computed by the caller.
+
+        Inside a timed step, and not in one of its child spans, the cost is part of the step's
+        modeled time (its deadline moves by ``ms``); in a child span it is that span's time."""
+        if ms <= 0:
+            return
+        timing = _CURRENT.get()
+        if timing is not None and timing.clock is not None and not timing.clock.done:
+            if trace.get_current_span().get_span_context().span_id == timing.clock.span_id:
+                timing.clock.budget_ns += int(ms * 1e6)
+        await deadline.sleep_until(time.monotonic_ns() + int(ms * 1e6))
 
     def cost(self, name: str, default: float = 0.0) -> float:
         return self.profile.costs.get(name, default)
+
+    def _learned_of(self, step: Step) -> tuple[Quantile, Quantile]:
+        """(rest, tail) of ``step``: see ``__init__``."""
+        got = self._learned.get(step)
+        if got is None:
+            got = self._learned[step] = (Quantile(0.5), Quantile(0.5))
+        return got
+
+
+def register_ledger() -> None:
+    """Let every tracer provider feed the step clocks (a model with delays needs them)."""
+    register_span_processor(LEDGER)
+
+
+def _holds_pool(faults: "FaultInjector", step: Step) -> bool:
+    """A DB step under the db-pool bottleneck: the injector holds a connection for its time."""
+    return bool(faults.db_pool) and CATALOGUE[step].transport is Transport.SQL
+
+
+_CURRENT: ContextVar["_StepTiming | None"] = ContextVar("harness_step_timing", default=None)
+
+
+def _sleep_until_wall(wall_ns: int) -> Awaitable[None]:
+    return deadline.sleep_until(time.monotonic_ns() + (wall_ns - time.time_ns()))
+
+
+class _StepTiming:
+    """What :meth:`LatencyModel.step` returns (see there)."""
+
+    __slots__ = ("model", "step_no", "since_ns", "finish", "modeled_ms", "clock", "span",
+                 "_slept_until", "_slept", "_token")
+
+    def __init__(self, model: LatencyModel, step: Step, since_ns: int | None, finish: bool) -> None:
+        self.model, self.step_no, self.since_ns, self.finish = model, step, since_ns, finish
+        self.modeled_ms = 0.0
+        self.clock: StepClock | None = None
+        self.span: trace.Span = trace.INVALID_SPAN
+        self._slept_until = 0
+        self._slept = 0  # ns slept by the model in this step (not the harness's work)
+        self._token: Token | None = None
+
+    async def __aenter__(self) -> "_StepTiming":
+        model, step = self.model, self.step_no
+        ms = self.modeled_ms = model.sample_ms(step)
+        span = self.span = trace.get_current_span()
+        span.set_attribute(MODELED_DELAY_ATTR, ms)
+        faults = model.faults
+        if ms <= 0 or (faults is not None and _holds_pool(faults, step)):
+            # nothing to time (the zero profile), or a DB step holding a pool connection for its
+            # modeled time (the db-pool bottleneck): the fault injector sleeps it, as it always did
+            if faults is not None:
+                self.modeled_ms = await faults.run_step(step, ms)
+            return self
+        anchor = self.since_ns or getattr(span, "start_time", None) or time.time_ns()
+        budget = int(ms * 1e6)
+        if faults is not None:
+            try:
+                extra_ms = await faults.run_step(step, 0.0)  # fault latency slept; faults raised
+            except Exception:
+                await _sleep_until_wall(anchor + budget)  # a failing step still takes its time
+                raise
+            if extra_ms:
+                budget += int(extra_ms * 1e6)
+                self.modeled_ms = ms + extra_ms
+                span.set_attribute(MODELED_DELAY_ATTR, self.modeled_ms)
+        sid = span.get_span_context().span_id
+        if not span.is_recording() or not getattr(span, "start_time", None):
+            # no trace to tell descendants from own work: sleep the delay less the work so far
+            await _sleep_until_wall(anchor + budget)
+            return self
+        rest, tail = model._learned_of(step)
+        clock = self.clock = StepClock(sid, anchor, budget, hull=is_call(span), on_tail=tail.add)
+        LEDGER.open(clock)
+        self._token = _CURRENT.set(self)
+        now = time.time_ns()
+        first = budget - clock.own_ns(now) - rest.value - tail.value
+        if first > 0:
+            await _sleep_until_wall(now + first)
+        self._slept_until = time.time_ns()
+        self._slept = self._slept_until - now
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        clock = self.clock
+        if clock is None:
+            return
+        try:
+            now = time.time_ns()
+            rest, tail = self.model._learned_of(self.step_no)
+            rest.add(clock.own_ns(now, self._slept_until))
+            own = clock.own_ns(now)
+            left = clock.budget_ns - own - tail.value
+            cancelled = exc_type is not None and not issubclass(exc_type, Exception)
+            if left > 0 and self.finish and not cancelled and not clock.has_open_descendants:
+                await _sleep_until_wall(now + left)  # returns at once if a wake-up takes longer
+            # the harness's own work alone (own time less the model's sleeps) beyond the model:
+            # not a late wake-up, a step the harness could not make as fast as the model asked
+            over = own - self._slept + tail.value - clock.budget_ns
+            if over > max(OVERRUN_MIN_NS, clock.budget_ns * OVERRUN_REL):
+                self.span.set_attribute(OVERRUN_ATTR, over / 1e6)
+        finally:
+            LEDGER.close(clock, time.time_ns())
+            if self._token is not None:
+                _CURRENT.reset(self._token)

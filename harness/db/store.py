@@ -212,8 +212,10 @@ class NovaDB:
             f"{operation} {self.namespace}.{table}", kind=SpanKind.CLIENT, attributes=attrs
         ) as span:
             if step is not None and latency is not None:
-                await latency.delay(step)
-            yield span
+                async with latency.step(step):  # the statement's own time is part of the step's
+                    yield span
+            else:
+                yield span
 
     # -- flavors ------------------------------------------------------------------------------
     async def get_flavor(self, flavor_id: str) -> dict[str, Any] | None:

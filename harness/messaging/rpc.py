@@ -14,8 +14,9 @@ import asyncio
 import logging
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncContextManager, Awaitable, Callable
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
@@ -61,6 +62,11 @@ def _send_attrs(transport: Transport, msg: Message, op: str) -> dict[str, Any]:
         "openstack.rpc.exchange": msg.exchange,
         "openstack.rpc.method": msg.method,
     }
+
+
+def _sending(latency: LatencyModel, step: Step | None) -> AsyncContextManager[Any]:
+    """A send step's timing around its publish (its modeled time ends when the message leaves)."""
+    return latency.step(step, finish=False) if step is not None else nullcontext()
 
 
 def _attrs_for(step: Step | None) -> dict[str, Any]:
@@ -113,14 +119,13 @@ class RpcClient:
             kind=SpanKind.PRODUCER,
             attributes={**_send_attrs(self.transport, msg, "cast"), **_attrs_for(step)},
         ):
-            if step is not None:
-                try:
-                    await self.latency.delay(step)
-                except MessageLost:  # the span holds the fault; nobody hears of this cast
-                    return
-            inject_headers(msg.headers, step=step)
-            msg.sent_at_ns = time.time_ns()
-            await self.transport.publish(msg)
+            try:
+                async with _sending(self.latency, step):  # the step's time ends with the publish
+                    inject_headers(msg.headers, step=step)
+                    msg.sent_at_ns = time.time_ns()
+                    await self.transport.publish(msg)
+            except MessageLost:  # the span holds the fault; nobody hears of this cast
+                return
 
     async def call(
         self,
@@ -143,19 +148,15 @@ class RpcClient:
         with self.tracer.start_as_current_span(
             f"call {_template(topic)}", kind=SpanKind.CLIENT, attributes=attrs
         ) as span:
-            lost = False
-            if step is not None:
-                try:
-                    await self.latency.delay(step)
-                except MessageLost:  # never published: the call times out, as a lost one does
-                    lost = True
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending[msg.correlation_id] = (fut, reply_step)
-            inject_headers(msg.headers, step=step)
-            msg.sent_at_ns = time.time_ns()
             try:
-                if not lost:
+                async with _sending(self.latency, step):  # the step's time ends with the publish
+                    inject_headers(msg.headers, step=step)
+                    msg.sent_at_ns = time.time_ns()
                     await self.transport.publish(msg)
+            except MessageLost:  # never published: the call times out, as a lost one does
+                pass
             except BaseException:  # not sent (e.g. the broker is away): no reply to wait for
                 self._pending.pop(msg.correlation_id, None)
                 raise
@@ -179,7 +180,8 @@ class RpcClient:
         if step is None:
             return
         parent = extract_context(reply.headers)
-        wait_ms = (time.time_ns() - reply.sent_at_ns) / 1e6
+        taken_ns = time.time_ns()
+        wait_ms = (taken_ns - reply.sent_at_ns) / 1e6
         span = self.tracer.start_span(
             "receive reply",
             context=parent,
@@ -198,7 +200,7 @@ class RpcClient:
             },
         )
         with trace.use_span(span, end_on_exit=True):
-            await self.latency.delay(step)
+            await self.latency.delay(step, since_ns=taken_ns)  # its time starts when it is taken
 
 
 Endpoint = Callable[..., Awaitable[Any]]
@@ -257,7 +259,8 @@ class RpcServer:
         down, held_s = await faults.wait_up(self.service) if faults is not None else (None, 0.0)
         method = self.methods.get(msg.method)
         parent = extract_context(msg.headers)
-        wait_ms = (time.time_ns() - msg.sent_at_ns) / 1e6
+        taken_ns = time.time_ns()
+        wait_ms = (taken_ns - msg.sent_at_ns) / 1e6
         step, reply_step = (
             method.steps_for(baggage.get_baggage(BAGGAGE_STEP, parent)) if method else (None, None)
         )
@@ -292,8 +295,8 @@ class RpcServer:
                 try:
                     if faults is not None:
                         await faults.at_door(self.service, span, rpc=True)
-                    if step is not None:
-                        await self.latency.delay(step)
+                    if step is not None:  # its time starts when it is taken
+                        await self.latency.delay(step, since_ns=taken_ns)
                 except Exception as exc:  # a fault taking the message: the method never runs
                     failure = f"{type(exc).__name__}: {exc}"
                 if method is None and failure is None:
@@ -330,8 +333,7 @@ class RpcServer:
             **_attrs_for(step),
         }
         with self.tracer.start_as_current_span("send reply", kind=SpanKind.PRODUCER, attributes=attrs):
-            if step is not None:
-                await self.latency.delay(step)  # a fault here (lost, error) loses the reply
-            inject_headers(reply.headers)
-            reply.sent_at_ns = time.time_ns()
-            await self.transport.publish(reply)
+            async with _sending(self.latency, step):  # a fault here (lost, error) loses the reply
+                inject_headers(reply.headers)
+                reply.sent_at_ns = time.time_ns()
+                await self.transport.publish(reply)

@@ -31,7 +31,7 @@ from harness.services.microversion import VOLUME, Version, api_version, versione
 from harness.services.rest import AuthContext
 from harness.services.validation import BOOLEAN, METADATA, UUID, Schema, as_bool, is_uuid
 from harness.steps import Step
-from harness.telemetry import caller_step, step_span
+from harness.telemetry import caller_step
 
 BACKEND = "cinder-volume@lvmdriver-1"
 VOLUME_TYPES = {"lvmdriver-1": str(uuid.uuid5(uuid.NAMESPACE_URL, "harness/volume-type/lvmdriver-1"))}
@@ -307,8 +307,7 @@ class CinderApi(HttpService):
         ATTACH_SCHEMA.check(body)
         req = body["attachment"]
         if in_build:
-            with step_span(self.tracer, Step.CINDER_RETURN_VOLUME, name="cinder.attachment_create"):
-                await self.latency.delay(Step.CINDER_RETURN_VOLUME)
+            async with self.latency.span(self.tracer, Step.CINDER_RETURN_VOLUME, name="cinder.attachment_create"):
                 att = self._attach(request, req)
         else:
             att = self._attach(request, req)
@@ -353,8 +352,7 @@ class CinderApi(HttpService):
             return out
 
         if in_build:
-            with step_span(self.tracer, Step.CINDER_RETURN_VOLUME):
-                await self.latency.delay(Step.CINDER_RETURN_VOLUME)
+            async with self.latency.span(self.tracer, Step.CINDER_RETURN_VOLUME):
                 return {"attachments": find()}, 200
         return {"attachments": find()}, 200
 

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from harness.services.base import CloudContext, HttpService
 from harness.services.http import ApiError, handler, make_app
 from harness.steps import Step
-from harness.telemetry import caller_step, step_span
+from harness.telemetry import caller_step
 
 MB = 1024 * 1024
 LIMIT_DEFAULT, LIMIT_MAX = 25, 1000  # glance-api.conf limit_param_default, api_limit_max
@@ -141,8 +141,7 @@ class Glance(HttpService):
             if img is None:
                 raise ApiError(404, f"No image found with ID {image_id}")
             return self.view(img), 200
-        with step_span(self.tracer, step, attributes={"openstack.image.id": image_id}):
-            await self.latency.delay(step)
+        async with self.latency.span(self.tracer, step, attributes={"openstack.image.id": image_id}):
             if img is None:
                 raise ApiError(404, f"No image found with ID {image_id}")
             return self.view(img), 200

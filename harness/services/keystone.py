@@ -216,8 +216,7 @@ class Keystone(HttpService):
             return self._token_body(token), 201, {"X-Subject-Token": token_id}
         trace.get_current_span().set_attributes(step_attributes(Step.AUTH_REQUEST))
         await self.latency.delay(Step.AUTH_REQUEST)
-        with step_span(self.tracer, Step.AUTH_ISSUE_TOKEN) as issue_span:
-            await self.latency.delay(Step.AUTH_ISSUE_TOKEN)
+        async with self.latency.span(self.tracer, Step.AUTH_ISSUE_TOKEN) as issue_span:
             found = await self._resolve(body)
             token_id, token = self.issue(found.user, found.project_id, found.methods)
             issue_span.set_attribute("enduser.id", found.user.id)

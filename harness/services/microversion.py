@@ -12,6 +12,7 @@ microversion current openstacksdk asks for (``Server._max_microversion`` is 2.10
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
@@ -31,16 +32,22 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> "Version":
-        m = _VERSION.match(text.strip())
-        if m is None:
-            raise ValueError(text)
-        return cls(int(m.group(1)), int(m.group(2)))
+        return _parse(text)
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
 
     def at_least(self, text: str) -> bool:
         return self >= Version.parse(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(text: str) -> Version:
+    """Parsed once per distinct text: views ask ``at_least("2.47")`` and the like per field."""
+    m = _VERSION.match(text.strip())
+    if m is None:
+        raise ValueError(text)
+    return Version(int(m.group(1)), int(m.group(2)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from harness.services.base import CloudContext, HttpService, Service
 from harness.services.http import ApiError, handler, json_body, make_app, neutron_error
 from harness.services.rest import AuthContext
 from harness.steps import Step
-from harness.telemetry import caller_step, step_span
+from harness.telemetry import caller_step
 
 #: The API extensions the mock implements (alias, name), as ``GET /v2.0/extensions`` lists them.
 EXTENSIONS = [
@@ -244,8 +244,7 @@ class Neutron(HttpService):
         if not isinstance(port_req, dict):
             raise ApiError(400, "Resource body required")
         if in_build:
-            with step_span(self.tracer, Step.NEUTRON_RETURN_NETWORK) as span:
-                await self.latency.delay(Step.NEUTRON_RETURN_NETWORK)
+            async with self.latency.span(self.tracer, Step.NEUTRON_RETURN_NETWORK) as span:
                 port = await self._plugin_create(port_req, auth)
                 span.set_attribute("openstack.port.id", port["id"])
         else:

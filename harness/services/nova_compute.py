@@ -23,7 +23,7 @@ from harness.services.base import CloudContext, Service
 from harness.services.nova_periodic import ComputeTasks
 from harness.services.rest import catalog_url, password_auth
 from harness.steps import TOKEN_FETCH_PHASE, Step
-from harness.telemetry import ATTR_PHASE, mark_error, step_span
+from harness.telemetry import ATTR_PHASE, mark_error
 
 GB = 1024 ** 3
 
@@ -48,12 +48,11 @@ class FakeDriver:
         self.instances: set[str] = set()
 
     async def spawn(self, instance_uuid: str, image: dict[str, Any] | None) -> None:
-        with step_span(self.tracer, Step.SPAWN, attributes={
+        async with self.latency.span(self.tracer, Step.SPAWN, attributes={
             "openstack.instance.id": instance_uuid, "openstack.host": self.host,
         }) as span:
             if image is not None:
                 await self._ensure_image(image, span)
-            await self.latency.delay(Step.SPAWN)
             self.instances.add(instance_uuid)
 
     async def _ensure_image(self, image: dict[str, Any], span: trace.Span) -> None:
@@ -261,9 +260,8 @@ class NovaCompute(Service):
         from (nova-api recorded it), for the image's metadata only: its disk is the volume, so
         the driver downloads nothing (None)."""
         image_ref = inst["image_ref"] or inst["request"].get("volume_image_ref") or ""
-        with step_span(self.tracer, Step.COMPUTE_GET_IMAGE,
+        async with self.latency.span(self.tracer, Step.COMPUTE_GET_IMAGE,
                        attributes={"openstack.image.id": image_ref}):
-            await self.latency.delay(Step.COMPUTE_GET_IMAGE)
             token, catalog = await self._service_token(Step.COMPUTE_GET_IMAGE)
             if not image_ref:
                 return None
@@ -278,8 +276,7 @@ class NovaCompute(Service):
 
     async def _allocate_network(self, host: FakeHost, inst: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         networks = inst["request"].get("networks", "auto")
-        with step_span(self.tracer, Step.COMPUTE_GET_NETWORK):
-            await self.latency.delay(Step.COMPUTE_GET_NETWORK)
+        async with self.latency.span(self.tracer, Step.COMPUTE_GET_NETWORK):
             token, catalog = await self._service_token(Step.COMPUTE_GET_NETWORK)
             url = self._endpoint(catalog, "network")
             headers = {"X-Auth-Token": token}
@@ -331,8 +328,7 @@ class NovaCompute(Service):
 
     async def _get_volumes(self, host: FakeHost, inst: dict[str, Any]) -> None:
         volumes = inst["request"].get("volumes") or []
-        with step_span(self.tracer, Step.COMPUTE_GET_VOLUME):
-            await self.latency.delay(Step.COMPUTE_GET_VOLUME)
+        async with self.latency.span(self.tracer, Step.COMPUTE_GET_VOLUME):
             token, catalog = await self._service_token(Step.COMPUTE_GET_VOLUME)
             # The catalog URL carries the token's project; the instance's project is asked for.
             base = self._endpoint(catalog, "volumev3").rsplit("/", 1)[0] + f"/{inst['project_id']}"

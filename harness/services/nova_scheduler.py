@@ -28,7 +28,7 @@ from harness.scheduling.claims import claim_with_retries
 from harness.scheduling.hosts import HostTable
 from harness.services.base import CloudContext, Service
 from harness.steps import Step
-from harness.telemetry import mark_error, step_span
+from harness.telemetry import mark_error
 
 CLAIM_ROUNDS = 3
 HARD_POLICIES = ("affinity", "anti-affinity")
@@ -130,12 +130,11 @@ class NovaScheduler(Service):
     async def _select(self, spec: dict[str, Any], group_row: dict[str, Any] | None, round_no: int
                       ) -> tuple[RequestSpec, Decision]:
         """Step 10: read the hosts' state and run the algorithm over it."""
-        with step_span(self.tracer, Step.SCHEDULER_SELECT_HOST, attributes={
+        async with self.latency.span(self.tracer, Step.SCHEDULER_SELECT_HOST, attributes={
             "openstack.scheduler.algorithm": self.algorithm.name,
             "openstack.scheduler.round": round_no,
             "openstack.instance.id": spec["instance_uuid"],
         }) as span:
-            await self.latency.delay(Step.SCHEDULER_SELECT_HOST)
             table, group = await self._read_state(spec, group_row)
             req = request_spec(spec, num_alternates=self.settings.max_attempts - 1, group=group)
             scan_ms = self.latency.cost("scheduler_ms_per_host") * len(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -115,18 +116,18 @@ class RestClient:
         with self.tracer.start_as_current_span(
             f"{method} {template}", kind=SpanKind.CLIENT, attributes=attrs
         ) as span:
-            if step is not None:
-                await self.latency.delay(step)
-            hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
-            try:
-                async with self.session.request(method, url, headers=hdrs, json=json,
-                                                params=params) as resp:
-                    body = await resp.read()
-                    result = HttpResponse(resp.status, resp.headers, body)
-            except HttpError as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                raise
+            # a step's modeled time includes this client's own work (harness.latency)
+            async with self.latency.step(step) if step is not None else nullcontext():
+                hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
+                try:
+                    async with self.session.request(method, url, headers=hdrs, json=json,
+                                                    params=params) as resp:
+                        body = await resp.read()
+                        result = HttpResponse(resp.status, resp.headers, body)
+                except HttpError as exc:
+                    span.set_attribute("error.type", type(exc).__name__)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                    raise
             span.set_attribute("http.response.status_code", result.status_code)
             if result.status_code >= 400:
                 span.set_attribute("error.type", str(result.status_code))
