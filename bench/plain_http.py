@@ -7,6 +7,11 @@ harness on this stack could reach; ``bench_harness.py`` compares the real capaci
 
     python bench/plain_http.py serve PORT     # the server (run by the benchmark)
     python bench/plain_http.py                # measure: prints requests/s
+
+Two ceilings, because a boot's requests are of two kinds: those from the load generator (another
+process: the cloud pays the server end only, :func:`measure`) and service-to-service ones (both
+ends in the cloud's one loop, :func:`measure_in_loop`: the same endpoint and an aiohttp client
+sharing one uvloop, as nova-compute calling glance-api does in the embedded cloud).
 """
 
 from __future__ import annotations
@@ -22,8 +27,7 @@ import time
 import aiohttp
 
 
-def serve(port: int) -> None:
-    import uvicorn
+def _app():
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -31,9 +35,47 @@ def serve(port: int) -> None:
     async def ok(request):
         return JSONResponse({"ok": True})
 
-    app = Starlette(routes=[Route("/ping", ok)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop",
-                http="httptools", lifespan="off")
+    return Starlette(routes=[Route("/ping", ok)])
+
+
+def serve(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop",
+                http="httptools", lifespan="off", proxy_headers=False)
+
+
+def measure_in_loop(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
+    """Requests/s with the server and its client in one process and one loop (both ends' CPU)."""
+    import uvicorn
+    import uvloop
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def run() -> tuple[int, float, float]:
+        config = uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                loop="none", http="httptools", lifespan="off", proxy_headers=False)
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        try:
+            url = f"http://127.0.0.1:{port}/ping"
+            await _drive(url, concurrency=concurrency, seconds=1.0)  # warm
+            cpu0 = time.process_time()
+            n, wall = await _drive(url, concurrency=concurrency, seconds=seconds)
+            return n, wall, time.process_time() - cpu0
+        finally:
+            server.should_exit = True
+            await task
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+        n, wall, cpu = r.run(run())
+    return {"requests": n, "wall_s": round(wall, 3), "requests_per_s": round(n / wall, 1),
+            "cpu_us_per_request": round(1e6 * cpu / n, 1), "requests_per_cpu_s": round(n / cpu, 1),
+            "concurrency": concurrency, "cpus": os.cpu_count(), "mode": "server and client in one loop"}
 
 
 async def _drive(url: str, *, concurrency: int, seconds: float) -> tuple[int, float]:
@@ -70,16 +112,27 @@ def measure(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
             r.run(_drive(f"http://127.0.0.1:{port}/ping", concurrency=concurrency, seconds=1.0))  # warm
+            cpu0 = _cpu_seconds(proc.pid)
             n, wall = r.run(_drive(f"http://127.0.0.1:{port}/ping", concurrency=concurrency, seconds=seconds))
+            cpu = _cpu_seconds(proc.pid) - cpu0
     finally:
         proc.terminate()
         proc.wait(10)
     return {"requests": n, "wall_s": round(wall, 3), "requests_per_s": round(n / wall, 1),
+            "server_cpu_us_per_request": round(1e6 * cpu / n, 1),
+            "requests_per_cpu_s": round(n / cpu, 1), "server_cpu_util": round(cpu / wall, 3),
             "concurrency": concurrency, "cpus": os.cpu_count()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
+    elif sys.argv[1:] == ["--in-loop"]:
+        print(json.dumps(measure_in_loop()))
     else:
         print(json.dumps(measure()))
