@@ -58,17 +58,29 @@ def _value(v: Any) -> dict[str, Any]:
 
 #: Encoded ``{"key": ..., "value": ...}`` entries of str and int attributes, by (key, value): most
 #: attributes of a run repeat (method, address, step, phase, template), so most are never built
-#: twice. Bounded: emptied when full. Only :func:`encode_request` output holds these (as bytes),
-#: never a dict a caller could change.
-_ENTRIES: dict[tuple[str, Any], dict[str, Any]] = {}
+#: twice. Keys whose values keep changing (ids, URLs, timestamps) stop being cached after
+#: :data:`_DISTINCT_MAX` values, so the cache keeps the repeating ones; it never holds more than
+#: :data:`_ENTRIES_MAX`. Only :func:`encode_request` output holds these (as bytes), never a dict
+#: a caller could change.
+_ENTRIES: dict[tuple[Any, ...], dict[str, Any]] = {}
 _ENTRIES_MAX = 8192
+_DISTINCT_MAX = 64
+_DISTINCT: dict[str, int] = {}  # distinct values cached per key
+_UNCACHED: set[str] = set()  # keys with too many distinct values
 
 
 def _entry(k: str, v: Any, t: type) -> dict[str, Any]:
-    if len(_ENTRIES) >= _ENTRIES_MAX:
-        _ENTRIES.clear()
-    value = {"stringValue": v} if t is str else {"intValue": str(v)}
-    entry = _ENTRIES[(k, v) if t is str else (k, v, int)] = {"key": k, "value": value}
+    entry = {"key": k, "value": {"stringValue": v} if t is str else {"intValue": str(v)}}
+    if k in _UNCACHED or len(_ENTRIES) >= _ENTRIES_MAX:
+        return entry
+    seen = _DISTINCT.get(k, 0) + 1
+    if seen > _DISTINCT_MAX:
+        _UNCACHED.add(k)
+        for old in [key for key in list(_ENTRIES) if key[0] == k]:  # list(): one step under the GIL
+            _ENTRIES.pop(old, None)
+        return entry
+    _DISTINCT[k] = seen
+    _ENTRIES[(k, v) if t is str else (k, v, int)] = entry
     return entry
 
 

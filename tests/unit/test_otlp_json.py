@@ -59,6 +59,25 @@ def test_repeated_attributes_keep_their_types():
     assert values[:9] == values[9:]
 
 
+def test_keys_with_ever_new_values_leave_the_entry_cache():
+    """An id per span must not fill the cache and push the repeating entries out of it."""
+    from harness import otlp_json
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "nova-api"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("harness")
+    for i in range(otlp_json._DISTINCT_MAX * 3):
+        with tracer.start_as_current_span("s", attributes={"test.unique.id": f"id-{i}", "test.method": "GET"}):
+            pass
+    spans = exporter.get_finished_spans()
+    data = to_otlp_json(spans)
+    assert data == via_protobuf(spans)
+    assert "test.unique.id" in otlp_json._UNCACHED and "test.method" not in otlp_json._UNCACHED
+    assert not any(key[0] == "test.unique.id" for key in otlp_json._ENTRIES)
+    assert ("test.method", "GET") in otlp_json._ENTRIES
+
+
 def test_enums_are_integers_and_ids_hex():
     data = to_otlp_json(_spans())
     span = data["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
