@@ -22,9 +22,9 @@ import os
 import threading
 import uuid
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from harness.otlp_json import encode_request
 from harness.propagation import BAGGAGE_STEP, HarnessPropagator, with_step  # noqa: F401 (BAGGAGE_STEP: for the services)
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
+from harness.tracer import HarnessTracer
 
 log = logging.getLogger(__name__)
 #: W3C traceparent + baggage (what the SDK's composite of the two propagators does, faster).
@@ -267,7 +268,7 @@ class Telemetry:
             for extra in _SPAN_PROCESSORS:  # none unless a latency model with delays runs here
                 provider.add_span_processor(extra)
             self._providers[service] = provider
-        return provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0")
+        return HarnessTracer(provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0"))
 
     @staticmethod
     def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
@@ -323,7 +324,6 @@ def step_attributes(step: Step) -> dict[str, Any]:
     return {ATTR_STEP: int(step), ATTR_PHASE: info.phase.value}
 
 
-@contextmanager
 def step_span(
     tracer: trace.Tracer,
     step: Step,
@@ -333,19 +333,20 @@ def step_span(
     attributes: Mapping[str, Any] | None = None,
     context: otel_context.Context | None = None,
     start_time: int | None = None,
-) -> Iterator[trace.Span]:
-    """Open the span of one boot step (name from the catalogue), current for the block."""
+) -> AbstractContextManager[trace.Span]:
+    """Open the span of one boot step (name from the catalogue), current for the block.
+
+    Returns the tracer's own context manager (no generator around it: one fewer per span)."""
     attrs = step_attributes(step)
     if attributes:
         attrs.update(attributes)
-    with tracer.start_as_current_span(
+    return tracer.start_as_current_span(
         name or CATALOGUE[step].span_name,
         context=context,
         kind=kind,
         attributes=attrs,
         start_time=start_time,
-    ) as span:
-        yield span
+    )
 
 
 def mark_error(span: trace.Span, message: str, *, event: str | None = None, **attrs: Any) -> None:
