@@ -6,11 +6,12 @@ which shares the GIL with the cloud's event loop, and going through the SDK's pr
 rules: ids as lowercase hex, enums as integers, 64-bit integers as strings, lowerCamelCase names,
 default values left out. :func:`via_protobuf` is the reference the tests compare with.
 
-Per span (8 attributes, the cloud's GC settings, ``/tmp``-style micro-benchmark of 2,048 spans):
-the first version cost ~12.7 us; reading the SDK's ReadableSpan fields directly, walking a plain
-copy of the attributes, formatting each id once per batch and reusing the encoded entries of
-repeated attributes brought it to ~7 us. The rest is the dicts themselves; a bytes-building encoder
-was tried and cost twice as much (``bytes %`` formatting and many small objects).
+Per span (9 attributes, two of them ids, the cloud's GC settings, 2,048 spans a batch, 2-core test
+box): the first version cost ~13.8 us; reading the SDK's ReadableSpan fields directly, walking a
+plain copy of the attributes, formatting each id once per batch, looking enums up by identity and
+reusing the encoded entries of repeated attributes brought it to ~7.3 us. The rest is the dicts
+themselves; a bytes-building encoder was tried and cost twice as much (``bytes %`` formatting and
+many small objects).
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import base64
 from typing import Any, Sequence
 
 import orjson
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 _KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
          SpanKind.CONSUMER: 5}
 _STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
+# The same, by the members' identity: hashing an Enum member runs Python code (``Enum.__hash__``).
+_KIND_BY_ID = {id(k): v for k, v in _KIND.items()}
+_STATUS_BY_ID = {id(k): v for k, v in _STATUS.items()}
 _HAS_IS_REMOTE = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
@@ -134,15 +139,22 @@ def _span(s: ReadableSpan, hexes: _Hex | None = None) -> dict[str, Any]:
     hexes = hexes or _Hex()
     if type(s) is ReadableSpan:
         # What the SDK hands to span processors: its fields are read directly, since the public
-        # ``events`` and ``links`` properties copy into a new tuple under a lock (~1 us each) only
-        # to be found empty on almost every span. Any other ReadableSpan goes through properties.
+        # properties copy (``events`` and ``links`` into a new tuple under a lock, ~1 us each) or
+        # wrap (``attributes`` in a MappingProxy whose truth test runs Python code) only to be
+        # found empty on most spans. Any other ReadableSpan goes through the properties.
         ctx, parent, name, kind = s._context, s._parent, s._name, s._kind
         events, links, status = s._events, s._links, s._status
         start, end = s._start_time, s._end_time
+        bounded = s._attributes
+        if isinstance(bounded, BoundedAttributes):
+            attrs, dropped_attrs = bounded.copy(), bounded.dropped
+        else:
+            attrs, dropped_attrs = bounded, s.dropped_attributes
     else:
         ctx, parent, name, kind = s.context, s.parent, s.name, s.kind
         events, links, status = s.events, s.links, s.status
         start, end = s.start_time, s.end_time
+        attrs, dropped_attrs = s.attributes, s.dropped_attributes
     out: dict[str, Any] = {"traceId": hexes.trace(ctx.trace_id), "spanId": hexes.span(ctx.span_id)}
     if ctx.trace_state:
         out["traceState"] = ctx.trace_state.to_header()
@@ -151,15 +163,13 @@ def _span(s: ReadableSpan, hexes: _Hex | None = None) -> dict[str, Any]:
     # As the SDK's encoder: the is-remote bits only (it leaves the W3C trace-flags byte at 0).
     out["flags"] = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
     out["name"] = name
-    out["kind"] = _KIND.get(kind, 1)
+    out["kind"] = _KIND_BY_ID.get(id(kind), 1)
     out["startTimeUnixNano"] = str(start)
     out["endTimeUnixNano"] = str(end)
-    attrs = s.attributes
     if attrs:
         out["attributes"] = _attributes(attrs)
-    dropped = s.dropped_attributes
-    if dropped:
-        out["droppedAttributesCount"] = dropped
+    if dropped_attrs:
+        out["droppedAttributesCount"] = dropped_attrs
     if events:
         out["events"] = [
             {"timeUnixNano": str(e.timestamp), "name": e.name,
@@ -182,7 +192,7 @@ def _span(s: ReadableSpan, hexes: _Hex | None = None) -> dict[str, Any]:
     dropped = s.dropped_links
     if dropped:
         out["droppedLinksCount"] = dropped
-    code = _STATUS.get(status.status_code, 0)
+    code = _STATUS_BY_ID.get(id(status.status_code), 0)
     if code or status.description:
         st: dict[str, Any] = {}
         if status.description:
