@@ -45,9 +45,9 @@ def is_cast(span: ReadableSpan) -> bool:
 class StepClock:
     """One running step: its anchor, its modeled budget and its descendants' intervals.
 
-    ``hull``: the step is an ``rpc.call``, which waits from its publish to its reply, so its
-    descendants count as one interval, first start to last end (the callee's work between its
-    own spans is the callee's). ``on_tail``: called with the step's own time between the end of
+    ``hull``: the step is an ``rpc.call``, whose own time is its send: from its first descendant's
+    start (the receive span starts when the message was sent) to its end it waits, whether on the
+    callee's work, between the callee's own spans, or on the reply's way back. ``on_tail``: called with the step's own time between the end of
     its timed block (:meth:`StepLedger.close`) and the end of its span, e.g. a response written
     after the handler returned, so the model can leave room for it next time.
     """
@@ -76,8 +76,8 @@ class StepClock:
         spans = [(max(s, since_ns), min(e, now_ns)) for s, e in self._closed]
         spans += [(max(s, since_ns), now_ns) for s in self._open.values()]
         spans = [iv for iv in spans if iv[1] > iv[0]]
-        if self.hull:
-            return max(e for _, e in spans) - min(s for s, _ in spans) if spans else 0
+        if self.hull:  # a call: from its message's first sign of life on, it waits
+            return now_ns - min(s for s, _ in spans) if spans else 0
         spans.sort()
         covered, cur_s, cur_e = 0, 0, -1
         for s, e in spans:
@@ -91,6 +91,8 @@ class StepClock:
     def own_ns(self, now_ns: int, since_ns: int | None = None) -> int:
         """The step's own time from ``since_ns`` (default: the anchor) to ``now_ns``."""
         start = self.anchor_ns if since_ns is None else since_ns
+        if not self._closed and not self._open:  # a leaf step (most are): no descendants
+            return now_ns - start
         return now_ns - start - self.covered_ns(start, now_ns)
 
 
