@@ -1,8 +1,11 @@
 """Benchmarks of the harness itself, each figure a ratio measured in one run (issue 9).
 
-* capacity: boots/s to ACTIVE with the ``zero`` profile (all 29 steps, embedded cloud, tracing on),
-  and the same against the machine's plain HTTP ceiling on the same server stack
-  (``plain_http.py``) divided by the HTTP requests a boot makes (counted from the spans);
+* capacity: boots/s to ACTIVE with the ``zero`` profile (all 29 steps, embedded cloud, tracing on;
+  the driver learns ACTIVE from one ``changes-since`` list poll per 50 ms, see
+  ``harness.status_watch``), against the ceiling the machine's plain HTTP on the same server stack
+  allows for the requests a boot makes (``plain_http.py``: the CPU of a minimal endpoint's server
+  end for each request from outside, of both ends in one loop for each service-to-service one;
+  the requests counted from the spans);
 * tracing overhead: capacity with tracing on over capacity with tracing off;
 * timing fidelity: per step, the median of the step spans' own time (duration less what the
   descendants they wait for cover, queue wait and scan cost apart; see ``_own_time_ms``) over the
@@ -52,29 +55,49 @@ def _capacity(tracing: bool, *, boots: int, concurrency: int, profile: str = "ze
     return res
 
 
-def http_requests_per_boot(run_dir: Path) -> float:
-    """HTTP requests the cloud served per boot (SERVER spans with an HTTP method / boots)."""
+def http_requests_per_boot(run_dir: Path) -> tuple[float, float]:
+    """(from outside, service to service) HTTP requests the cloud served per boot: its SERVER spans
+    with an HTTP method, and among them the ones its own services sent (their CLIENT spans; the
+    benchmark's driver is not traced, so every CLIENT span is a service's)."""
     from analysis.load import load_spans
 
     spans = load_spans(run_dir)
-    server = spans[(spans["kind"].astype(str).str.contains("SERVER")) & spans["http.request.method"].notna()]
-    boots = int((spans["step"] == 3).sum())
-    return len(server) / max(1, boots)
+    http = spans["http.request.method"].notna()
+    kind = spans["kind"].astype(str)
+    served = int((kind.str.contains("SERVER") & http).sum())
+    internal = int((kind.str.contains("CLIENT") & http).sum())
+    boots = max(1, int((spans["step"] == 3).sum()))
+    return (served - internal) / boots, internal / boots
 
 
-def capacity_and_overhead(boots: int, concurrency: int) -> dict:
+def capacity_and_overhead(boots: int, concurrency: int, repeats: int = 2) -> dict:
+    """Tracing on and off, alternated ``repeats`` times (the best of each counts: other work on a
+    shared box only ever slows a run down), then both HTTP ceilings on the same stack."""
+    on_runs, off_runs = [], []
     with tempfile.TemporaryDirectory() as keep:
-        on = _capacity(True, boots=boots, concurrency=concurrency, keep_dir=Path(keep))
-        per_boot = http_requests_per_boot(Path(keep))
-    off = _capacity(False, boots=boots, concurrency=concurrency)
+        for i in range(repeats):
+            run_dir = Path(keep) / f"on-{i}"
+            on_runs.append(_capacity(True, boots=boots, concurrency=concurrency, keep_dir=run_dir))
+            off_runs.append(_capacity(False, boots=boots, concurrency=concurrency))
+        best = max(range(repeats), key=lambda i: on_runs[i]["boots_per_s"])
+        external, internal = http_requests_per_boot(Path(keep) / f"on-{best}")
+    on, off = on_runs[best], max(off_runs, key=lambda r: r["boots_per_s"])
     plain = plain_http.measure(concurrency=64, seconds=5)
-    ceiling = plain["requests_per_s"] / per_boot
+    in_loop = plain_http.measure_in_loop(concurrency=64, seconds=5)
+    # What the boot's HTTP requests alone cost on this stack: the server end of each request from
+    # outside, both ends of each service-to-service one (they share the cloud's loop).
+    http_us = external * plain["server_cpu_us_per_request"] + internal * in_loop["cpu_us_per_request"]
+    ceiling = 1e6 / http_us
     return {
         "capacity_boots_per_s": on["boots_per_s"], "cpu_ms_per_boot": on["cpu_ms_per_boot"],
         "capacity_no_tracing_boots_per_s": off["boots_per_s"], "cpu_ms_per_boot_no_tracing": off["cpu_ms_per_boot"],
+        "runs_boots_per_s": {"on": [r["boots_per_s"] for r in on_runs], "off": [r["boots_per_s"] for r in off_runs]},
         "tracing_overhead_pct": round(100 * (1 - on["boots_per_s"] / off["boots_per_s"]), 1),
         "tracing_cpu_overhead_pct": round(100 * (on["cpu_ms_per_boot"] / off["cpu_ms_per_boot"] - 1), 1),
-        "http_requests_per_boot": round(per_boot, 1), "plain_http_requests_per_s": plain["requests_per_s"],
+        "http_requests_per_boot": {"from_outside": round(external, 2), "service_to_service": round(internal, 2)},
+        "plain_http_server_cpu_us_per_request": plain["server_cpu_us_per_request"],
+        "plain_http_in_loop_cpu_us_per_request": in_loop["cpu_us_per_request"],
+        "http_cpu_ms_per_boot": round(http_us / 1000, 2),
         "http_ceiling_boots_per_s": round(ceiling, 1),
         "capacity_over_ceiling": round(on["boots_per_s"] / ceiling, 3),
     }
@@ -214,12 +237,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["capacity", "fidelity"])
     ap.add_argument("--boots", type=int, default=400)
-    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="capacity runs with tracing on and off each")
     args = ap.parse_args()
     out: dict = {}
     if args.only in (None, "capacity"):
-        out["capacity"] = capacity_and_overhead(args.boots, args.concurrency)
-        print(json.dumps(out["capacity"]))
+        c = out["capacity"] = capacity_and_overhead(args.boots, args.concurrency, args.repeats)
+        req = c["http_requests_per_boot"]
+        print(f"capacity: {c['capacity_boots_per_s']} boots/s to ACTIVE with tracing ({c['cpu_ms_per_boot']} ms "
+              f"cloud CPU a boot), {c['capacity_no_tracing_boots_per_s']} without "
+              f"({c['cpu_ms_per_boot_no_tracing']} ms): tracing overhead {c['tracing_overhead_pct']} % "
+              f"(target <= 10 %); HTTP ceiling {c['http_ceiling_boots_per_s']} boots/s for "
+              f"{req['from_outside']} + {req['service_to_service']} requests a boot "
+              f"({c['http_cpu_ms_per_boot']} ms): capacity over ceiling {c['capacity_over_ceiling']} "
+              f"(target >= 0.5; capacity target 150 boots/s)")
+        print(json.dumps(c))
     if args.only in (None, "fidelity"):
         # fast at two loads: one boot at a time (the cloud's loop ~25 % busy) and four (~50 %):
         # a wake-up waits for the callback running when its timer fires, so 2 ms steps drift
