@@ -246,6 +246,7 @@ class NovaDB:
         marker_created: tuple[float, str] | None = None,
         changed_since: float | None = None,
         changed_before: float | None = None,
+        vm_states: Iterable[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Instances newest first; with ``changed_since``/``changed_before`` (Nova's
         ``changes-since``/``changes-before``) deleted ones are included, as Nova lists them."""
@@ -259,6 +260,8 @@ class NovaDB:
                 q = q.where(instances.c.updated_at <= changed_before)
         if project_id is not None:
             q = q.where(instances.c.project_id == project_id)
+        if vm_states is not None:
+            q = q.where(instances.c.vm_state.in_(sorted(vm_states)))
         if name:
             q = q.where(instances.c.name == name)
         if status_vm_state:

@@ -28,7 +28,7 @@ from harness.services.http import ApiError, json_body
 from harness.services.microversion import Version, api_version
 from harness.services.nova_schemas import LIST_QUERY, server_create
 from harness.services.nova_server_groups import check_boot_group
-from harness.services.nova_views import STATUSES, api_status, link, server_view
+from harness.services.nova_views import STATUSES, api_status, link, server_view, vm_states_for
 from harness.services.rest import AuthContext
 from harness.services.validation import as_bool, is_uuid
 from harness.steps import Step
@@ -350,7 +350,8 @@ class ServersController:
         filtered = bool(statuses or name_re or exact)
         rows = await self.api.db.list_instances(project_id=project, limit=None if filtered else limit,
                                                 marker_created=marker, changed_since=since,
-                                                changed_before=before)
+                                                changed_before=before,
+                                                vm_states=vm_states_for(statuses) if statuses else None)
         if filtered:
             rows = [r for r in rows
                     if (not statuses or api_status(r["vm_state"], r["task_state"]) in statuses)

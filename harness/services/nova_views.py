@@ -35,6 +35,15 @@ _PROGRESS = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING
 STATUSES = frozenset({*_STATUS.values(), *_TASK_STATUS.values()})
 
 
+def vm_states_for(statuses: set[str]) -> set[str]:
+    """The vm_states whose servers can show one of ``statuses`` (a DB-side prefilter for
+    ``?status=``; :func:`api_status` still decides, task states refining ``active``)."""
+    out = {vm for vm, st in _STATUS.items() if st in statuses}
+    if statuses & set(_TASK_STATUS.values()):
+        out.add("active")
+    return out
+
+
 def api_status(vm_state: str, task_state: str | None) -> str:
     if vm_state == "active" and task_state in _TASK_STATUS:
         return _TASK_STATUS[task_state]
