@@ -125,6 +125,11 @@ def boot(
     flavor: str = typer.Option("1", "--flavor", help="Flavor id or name."),
     image: Optional[str] = typer.Option(None, "--image", help="Image id (default: the cirros image)."),
     keep: bool = typer.Option(False, "--keep", help="Leave the servers running (default: delete each)."),
+    watch: str = typer.Option(
+        "server", "--watch",
+        help="How a boot learns it is ACTIVE: 'server' polls GET /servers/{id} per boot (as openstacksdk "
+             "does), 'list' shares one GET /servers/detail?changes-since= per interval among all boots."),
+    poll_interval: float = typer.Option(0.05, "--poll-interval", min=0.001, help="Seconds between polls."),
     config: Optional[Path] = ConfigOpt,
     profile: Optional[str] = ProfileOpt,
     hosts: Optional[int] = HostsOpt,
@@ -139,7 +144,9 @@ def boot(
 
     settings = _settings(config, profile, hosts, run_dir, scheduler, seed, None, None, None, port_offset,
                          scheduler_opt=scheduler_opt)
-    opts = BootOptions(flavor=flavor, image=image, delete=not keep)
+    if watch not in ("server", "list"):
+        raise typer.BadParameter(f"{watch!r} is not 'server' or 'list'", param_hint="--watch")
+    opts = BootOptions(flavor=flavor, image=image, delete=not keep, watch=watch, poll_interval=poll_interval)
 
     async def shape(booter, tick):
         return await fixed_count(booter, count=count, concurrency=concurrency, tick=tick)

@@ -91,6 +91,10 @@ def test_bad_flags_get_a_clear_message(tmp_path):
     assert res.returncode == 2 and "magic" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run([*HARNESS, "up", "--hosts", "0"], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "hosts" in res.stderr.lower()
+    res = subprocess.run([*HARNESS, "boot", "--watch", "sometimes", "--run-dir", str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "'sometimes'" in res.stderr and "--watch" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_port_in_use_is_reported(tmp_path):
