@@ -462,6 +462,11 @@ class FaultInjector:
                 await asyncio.sleep(ms / 1000.0)
 
     # -- at a service's door ---------------------------------------------------------------
+    def at_door_of(self, service: str) -> bool:
+        """Is any step-less fault (down, latency, errors, timeouts) set on ``service``? When not,
+        its door has nothing to do per request (the HTTP gate's fast path)."""
+        return service in self._by_service
+
     def down(self, service: str) -> FaultSpec | None:
         """The 'down' fault in force for ``service`` now, if any."""
         now = self._clock()

@@ -47,16 +47,15 @@ class FaultGate:
         self._validator = asyncio.Semaphore(1) if slow_validation else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
-            await self.app(scope, receive, send)
-            return
-        span = trace.get_current_span()
-        refused = self.faults.refuse(self.service, span)
-        if refused is not None:
-            raise refused  # rendered by the server-span middleware as the project's 503
-        await self.faults.at_door(self.service, span, rpc=False)
-        if self.keystone is not None and scope["path"] == TOKENS_PATH and scope["method"] in ("GET", "HEAD"):
-            await self._validation(scope, span)
+        if scope["type"] == "http" and not scope["path"].startswith(EXEMPT_PREFIXES):
+            if self.faults.at_door_of(self.service):  # usually not: no per-request work then
+                span = trace.get_current_span()
+                refused = self.faults.refuse(self.service, span)
+                if refused is not None:
+                    raise refused  # rendered by the server-span middleware as the project's 503
+                await self.faults.at_door(self.service, span, rpc=False)
+            if self.keystone is not None and scope["path"] == TOKENS_PATH and scope["method"] in ("GET", "HEAD"):
+                await self._validation(scope, trace.get_current_span())
         await self.app(scope, receive, send)
 
     async def _validation(self, scope: Scope, span: trace.Span) -> None:

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from harness.latency import LatencyModel
 from harness.services.http import ApiError
+from harness.services.request_timeout import RequestTimeouts
 from harness.steps import Step
 from harness.telemetry import inject_headers, step_attributes
 
@@ -65,13 +66,15 @@ class RestClient:
         self.tracer, self.latency = tracer, latency
         self.user_agent, self.timeout = user_agent, timeout
         self._session: aiohttp.ClientSession | None = None
+        # the whole-request timeout, without an event-loop timer per request (see request_timeout)
+        self._timeouts = RequestTimeouts(timeout)
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, ttl_dns_cache=None),
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5.0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),  # total: self._timeouts
                 headers={"User-Agent": self.user_agent},
                 skip_auto_headers=("Accept-Encoding",),
                 json_serialize=_dumps,
@@ -80,6 +83,7 @@ class RestClient:
         return self._session
 
     async def close(self) -> None:
+        self._timeouts.close()
         if self._session is not None:
             await self._session.close()
 
@@ -120,10 +124,11 @@ class RestClient:
             async with self.latency.step(step) if step is not None else nullcontext():
                 hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
                 try:
-                    async with self.session.request(method, url, headers=hdrs, json=json,
-                                                    params=params) as resp:
-                        body = await resp.read()
-                        result = HttpResponse(resp.status, resp.headers, body)
+                    with self._timeouts.limit():
+                        async with self.session.request(method, url, headers=hdrs, json=json,
+                                                        params=params) as resp:
+                            body = await resp.read()
+                            result = HttpResponse(resp.status, resp.headers, body)
                 except HttpError as exc:
                     span.set_attribute("error.type", type(exc).__name__)
                     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
