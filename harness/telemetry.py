@@ -2,12 +2,14 @@
 
 Each service gets its own ``TracerProvider`` (its own ``service.name``), never the global one, so
 eight services can live in one process and still look like eight services in Jaeger. All providers
-feed the same exporters, through one shared export thread (see :class:`Telemetry`):
+feed the same exporters (see :class:`Telemetry`):
 
-* :class:`OtlpJsonLinesExporter` writes the run's ``spans.jsonl`` in the format of the OpenTelemetry
-  Collector's file exporter: one ``ExportTraceServiceRequest`` per line in OTLP/JSON (hex ids,
-  integer enums, lowerCamelCase fields), encoded by :mod:`harness.otlp_json` (checked in the tests
-  against the SDK's protobuf encoder, so the file says what an OTLP receiver would get).
+* the run's ``spans.jsonl``, in the format of the OpenTelemetry Collector's file exporter: one
+  ``ExportTraceServiceRequest`` per line in OTLP/JSON (hex ids, integer enums, lowerCamelCase
+  fields), encoded by :mod:`harness.otlp_json` (checked in the tests against the SDK's protobuf
+  encoder, so the file says what an OTLP receiver would get). Each span is encoded when it ends
+  and written, batched, by :class:`harness.span_file.SpanFileWriter`'s thread through
+  :class:`OtlpJsonLinesExporter` (which is also a plain SpanExporter, for Locust's spans).
 * an OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
   is set (protocol from ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``, default ``http/protobuf``).
 
@@ -36,6 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from harness.otlp_json import encode_request
 from harness.propagation import BAGGAGE_STEP, HarnessPropagator, with_step  # noqa: F401 (BAGGAGE_STEP: for the services)
+from harness.span_file import SpanFileWriter
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
 from harness.tracer import HarnessTracer
 
@@ -71,14 +74,20 @@ class OtlpJsonLinesExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        line = encode_request(spans) + b"\n"
+        ok = self.write_line(encode_request(spans))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def write_line(self, request: bytes, *, terminated: bool = False) -> bool:
+        """Append one encoded request and a newline (``terminated``: ``request`` ends with it
+        already); False if the file is closed already."""
+        line = request if terminated else request + b"\n"
         with self._lock:
             if self._fh.closed:
-                return SpanExportResult.FAILURE
+                return False
             view = memoryview(line)
             while view:  # a regular file takes it in one write; loop only if it ever does not
                 view = view[self._fh.write(view):]
-        return SpanExportResult.SUCCESS
+        return True
 
     def shutdown(self) -> None:  # the owner closes the file
         pass
@@ -93,13 +102,15 @@ class OtlpJsonLinesExporter(SpanExporter):
 
 
 class FanOutExporter(SpanExporter):
-    """Hands each batch to several exporters; what the first exported is counted, per service.
+    """Hands each batch to several exporters; what the first exported is counted, per service
+    (unless ``counts`` is None: the spans file's writer counts them).
 
     One export thread then serves every exporter of a run: an exporter that raises is logged and
     the others still get the batch.
     """
 
-    def __init__(self, exporters: Sequence[SpanExporter], counts: Counter, lock: threading.Lock) -> None:
+    def __init__(self, exporters: Sequence[SpanExporter], counts: Counter | None,
+                 lock: threading.Lock) -> None:
         if not exporters:
             raise ValueError("FanOutExporter needs at least one exporter")
         self.exporters = tuple(exporters)
@@ -115,7 +126,7 @@ class FanOutExporter(SpanExporter):
                 result = SpanExportResult.FAILURE
             if i == 0:
                 first = result
-        if first is SpanExportResult.SUCCESS:
+        if first is SpanExportResult.SUCCESS and self._counts is not None:
             self._count(spans)
         return first
 
@@ -142,35 +153,60 @@ class FanOutExporter(SpanExporter):
 
 
 class ServiceSpanProcessor(SpanProcessor):
-    """The one processor of a service's provider: counts the service's spans started and ended
-    and hands ended ones to the run's shared batch processors.
+    """The active span processor of a service's provider: counts the service's spans started and
+    ended, encodes ended ones into the run's spans file (:class:`SpanFileWriter`), hands them to
+    the run's shared batch processors (other exporters, which get ReadableSpans) and then to any
+    processor added to the provider (``TracerProvider.add_span_processor`` adds to the active
+    processor: :meth:`add_span_processor`).
 
     Shared, because a provider per service with its own BatchSpanProcessor per exporter meant
-    ten export threads contending for the GIL with the event loop, and a
-    ``SynchronousMultiSpanProcessor`` loop over several processors on every span start and end.
+    ten export threads contending for the GIL with the event loop. The provider's active
+    processor (``TracerProvider(active_span_processor=...)``) rather than one of a
+    ``SynchronousMultiSpanProcessor``'s: that loop cost ~1 us a span (on start, ending and end).
     The shared processors outlive any one provider: :meth:`shutdown` leaves them alone and
     :class:`Telemetry` shuts them down once, after every provider.
     """
 
     def __init__(self, service: str, started: Counter, ended: Counter,
-                 batches: Sequence[SpanProcessor]) -> None:
+                 batches: Sequence[SpanProcessor], writer: SpanFileWriter | None = None) -> None:
         self.service, self.started, self.ended = service, started, ended
-        self.batches = tuple(batches)
-        self._hand_on = tuple(b.on_end for b in self.batches)
+        self.batches, self.writer = tuple(batches), writer
+        self._shared = ((writer.submit,) if writer is not None else ()) + tuple(
+            b.on_end for b in self.batches)
+        self._hand_on = self._shared
+        self._added: tuple[SpanProcessor, ...] = ()  # by add_span_processor, in order
+        self._lock = threading.Lock()
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Give ``processor`` this service's spans too (after the shared exporters)."""
+        with self._lock:
+            self._added += (processor,)
+            self._hand_on = self._shared + tuple(p.on_end for p in self._added)
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         self.started[self.service] += 1
+        for processor in self._added:
+            processor.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:  # the SDK calls it on its active processor
+        for processor in self._added:
+            processor._on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         self.ended[self.service] += 1
         for hand_on in self._hand_on:
             hand_on(span)
 
-    def shutdown(self) -> None:  # shared: the owner shuts the batch processors down
-        pass
+    def shutdown(self) -> None:  # the shared ones are the owner's to shut down
+        for processor in self._added:
+            processor.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all([b.force_flush(timeout_millis) for b in self.batches])
+        flushed = [b.force_flush(timeout_millis) for b in self.batches]
+        if self.writer is not None:
+            flushed.append(self.writer.force_flush(timeout_millis))
+        flushed += [p.force_flush(timeout_millis) for p in self._added]
+        return all(flushed)
 
 
 def _otlp_exporter_from_env() -> SpanExporter | None:
@@ -209,8 +245,8 @@ def register_span_processor(processor: SpanProcessor) -> None:
 class Telemetry:
     """Per-service tracer providers for one run, their exporters and their counters.
 
-    Every provider has one :class:`ServiceSpanProcessor`; they all feed one BatchSpanProcessor
-    (one thread) for the in-process exporters (the spans file and ``extra_exporters``), and one
+    Every provider has one :class:`ServiceSpanProcessor`; they all feed the spans file's
+    :class:`SpanFileWriter` (one thread), one BatchSpanProcessor for ``extra_exporters`` and one
     more for the OTLP exporter, so a slow or unreachable collector never holds up the file.
     """
 
@@ -228,23 +264,30 @@ class Telemetry:
         self.started: Counter = Counter()
         self.ended: Counter = Counter()
         self.exported: Counter = Counter()
+        self.dropped: Counter = Counter()  # by the spans file's writer (a full queue)
         self._lock = threading.Lock()
         self._providers: dict[str, TracerProvider] = {}
         self.file_exporter: OtlpJsonLinesExporter | None = None
+        self.writer: SpanFileWriter | None = None
         exporters: list[SpanExporter] = list(extra_exporters)
         if enabled and run_dir is not None:
             self.file_exporter = OtlpJsonLinesExporter(Path(run_dir) / "spans.jsonl")
-            exporters.insert(0, self.file_exporter)
+            self.writer = SpanFileWriter(
+                self.file_exporter, exported=self.exported, dropped=self.dropped, lock=self._lock,
+                max_queue=MAX_QUEUE_SIZE, max_batch=MAX_EXPORT_BATCH, delay_ms=SCHEDULE_DELAY_MS)
         otlp = _otlp_exporter_from_env() if (enabled and use_env_otlp) else None
         self.otlp_exporter = otlp
         self._exporters = exporters
-        # What is counted as exported: the first in-process exporter, else the OTLP one.
+        # What is counted as exported: the spans file, else the first other in-process exporter,
+        # else the OTLP one.
         self._batches: list[BatchSpanProcessor] = []
+        counts: Counter | None = self.exported if self.writer is None else None
         if enabled and exporters:
-            self._batches.append(self._batch(FanOutExporter(exporters, self.exported, self._lock)))
+            self._batches.append(self._batch(FanOutExporter(exporters, counts, self._lock)))
+            counts = None
         if enabled and otlp is not None:
-            counted = FanOutExporter([otlp], self.exported, self._lock) if not exporters else otlp
-            self._batches.append(self._batch(counted))
+            self._batches.append(self._batch(
+                FanOutExporter([otlp], counts, self._lock) if counts is not None else otlp))
 
     @property
     def spans_path(self) -> Path | None:
@@ -262,9 +305,10 @@ class Telemetry:
                 "service.instance.id": instance_id or str(uuid.uuid4()),
                 **self.resource_attributes,
             }
-            provider = TracerProvider(resource=Resource.create(attrs))
-            provider.add_span_processor(
-                ServiceSpanProcessor(service, self.started, self.ended, self._batches))
+            processor = ServiceSpanProcessor(service, self.started, self.ended, self._batches,
+                                             self.writer)
+            provider = TracerProvider(resource=Resource.create(attrs),
+                                      active_span_processor=processor)  # type: ignore[arg-type]
             for extra in _SPAN_PROCESSORS:  # none unless a latency model with delays runs here
                 provider.add_span_processor(extra)
             self._providers[service] = provider
@@ -280,6 +324,8 @@ class Telemetry:
         )
 
     def force_flush(self) -> None:
+        if self.writer is not None:
+            self.writer.force_flush()
         for batch in self._batches:
             batch.force_flush()
         for provider in self._providers.values():  # processors someone else added
@@ -306,6 +352,8 @@ class Telemetry:
         for batch in self._batches:
             batch.shutdown()
         self._batches.clear()
+        if self.writer is not None:
+            self.writer.shutdown()
         if self.otlp_exporter is not None:
             self.otlp_exporter.shutdown()
         if self.file_exporter is not None:

@@ -153,7 +153,9 @@ def _fast_path_applies(sdk_tracer: Any) -> bool:
             and limits.max_span_attribute_length is None
             and limits.max_span_attributes == default.max_span_attributes
             and not os.environ.get(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "").strip().lower() == "true"
-            and type(sdk_tracer.span_processor).__name__ == "SynchronousMultiSpanProcessor"
+            # the SDK's own, or harness.telemetry's (a provider's active processor there)
+            and type(sdk_tracer.span_processor).__name__ in (
+                "SynchronousMultiSpanProcessor", "ServiceSpanProcessor")
         )
     except Exception:  # an SDK without these attributes: use its own path
         return False

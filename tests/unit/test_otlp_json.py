@@ -1,5 +1,6 @@
 """The hand-written OTLP/JSON encoder says exactly what the SDK's protobuf encoder says."""
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -84,3 +85,21 @@ def test_enums_are_integers_and_ids_hex():
     assert isinstance(span["kind"], int) and len(span["traceId"]) == 32 and len(span["spanId"]) == 16
     assert all(c in "0123456789abcdef" for c in span["traceId"])
     _ = trace  # the API module is what instrumented code imports
+
+
+def test_spans_encoded_one_by_one_and_framed_make_the_same_request():
+    """The spans file's path (each span encoded when it ends, requests framed from the bytes)
+    writes byte for byte what the batch encoder writes, and that parses as the protobuf's."""
+    from harness.otlp_json import Frame, encode_request, encode_span, frame_request
+
+    spans = _spans()
+    groups: dict = {}
+    for s in spans:
+        scopes = groups.setdefault(s.resource, {})
+        frame_spans = scopes.setdefault(s.instrumentation_scope,
+                                        (Frame(s.resource, s.instrumentation_scope), []))
+        frame_spans[1].append(encode_span(s))
+    line = frame_request([list(scopes.values()) for scopes in groups.values()])
+    assert len(groups) == 2
+    assert line == encode_request(spans)
+    assert orjson.loads(line) == via_protobuf(spans)

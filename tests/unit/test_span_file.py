@@ -1,0 +1,125 @@
+"""The spans file's writer: every span ended is written once, grouped as the SDK groups, or counted
+as dropped; a flush returns only when what came before it is on disk."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from harness.otlp_json import via_protobuf
+from harness.span_file import SpanFileWriter
+from harness.telemetry import OtlpJsonLinesExporter, Telemetry
+
+
+def _ended_spans(n: int, services=("nova-api", "keystone")):
+    exporter = InMemorySpanExporter()
+    tracers = []
+    for svc in services:
+        provider = TracerProvider(resource=Resource.create({"service.name": svc}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracers.append(provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0"))
+    for i in range(n):
+        with tracers[i % len(tracers)].start_as_current_span(f"s{i}", attributes={"i": i}):
+            pass
+    return exporter.get_finished_spans()
+
+
+def _writer(tmp_path, **kw):
+    counts = {"exported": Counter(), "dropped": Counter()}
+    args = {"max_queue": 1000, "max_batch": 64, "delay_ms": 10_000, **kw}
+    exporter = OtlpJsonLinesExporter(tmp_path / "spans.jsonl")
+    writer = SpanFileWriter(exporter, lock=threading.Lock(), **counts, **args)
+    return writer, exporter, counts
+
+
+def test_lines_are_batches_grouped_by_resource_and_the_same_as_the_protobuf_encoder(tmp_path):
+    spans = _ended_spans(150)
+    writer, exporter, counts = _writer(tmp_path)
+    for s in spans:
+        writer.submit(s)
+    assert writer.force_flush(10_000)
+    writer.shutdown()
+    exporter.close()
+    lines = (tmp_path / "spans.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # 64 + 64 + 22
+    got = [json.loads(line) for line in lines]
+    for i, request in enumerate(got):
+        assert request == via_protobuf(spans[i * 64:(i + 1) * 64])
+        assert [a["value"]["stringValue"] for rs in request["resourceSpans"]
+                for a in rs["resource"]["attributes"] if a["key"] == "service.name"
+                ] == ["nova-api", "keystone"]
+    assert counts["exported"] == {"nova-api": 75, "keystone": 75} and not counts["dropped"]
+
+
+def test_a_full_queue_counts_the_drops_and_a_flush_writes_the_rest(tmp_path):
+    spans = _ended_spans(50, services=("nova-api",))
+    writer, exporter, counts = _writer(tmp_path, max_queue=20, max_batch=1000)
+    for s in spans:  # the thread sleeps 10 s and no batch is full: the queue fills
+        writer.submit(s)
+    assert counts["dropped"] == {"nova-api": 30}
+    assert writer.force_flush(10_000)
+    assert counts["exported"] == {"nova-api": 20}
+    writer.shutdown()
+    writer.submit(spans[0])  # after shutdown: dropped, never written
+    exporter.close()
+    assert counts["dropped"] == {"nova-api": 31}
+    assert (tmp_path / "spans.jsonl").read_text().count('"spanId"') == 20
+
+
+def test_telemetry_counters_balance_with_the_file(tmp_path):
+    tel = Telemetry(run_dir=tmp_path, use_env_otlp=False)
+    tracers = [tel.tracer(s) for s in ("nova-api", "glance")]
+    for i in range(500):
+        with tracers[i % 2].start_as_current_span("parent"):
+            with tracers[(i + 1) % 2].start_as_current_span("child"):
+                pass
+    counts = tel.shutdown()
+    assert counts == {s: {"started": 500, "ended": 500, "exported": 500, "dropped": 0}
+                      for s in ("glance", "nova-api")}
+    lines = (tmp_path / "spans.jsonl").read_text().splitlines()
+    spans = [sp for line in lines for rs in json.loads(line)["resourceSpans"]
+             for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    assert len(spans) == len({sp["spanId"] for sp in spans}) == 1000
+    by_id = {sp["spanId"]: sp for sp in spans}
+    children = [sp for sp in spans if sp["name"] == "child"]
+    assert all(by_id[c["parentSpanId"]]["name"] == "parent" for c in children)
+
+
+def test_the_service_processor_is_the_providers_active_one_and_serves_added_processors(tmp_path):
+    """Processors added to a service's provider (the latency model's step ledger) still see its
+    spans start, end and shut down, after the spans file has them; the tracer's fast path stays on."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from harness.telemetry import ServiceSpanProcessor
+
+    class Recorder(SpanProcessor):
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        def on_start(self, span, parent_context=None) -> None:
+            self.events.append(f"start {span.name}")
+
+        def on_end(self, span) -> None:
+            self.events.append(f"end {span.name}")
+
+        def shutdown(self) -> None:
+            self.events.append("shutdown")
+
+    tel = Telemetry(run_dir=tmp_path, use_env_otlp=False)
+    tracer = tel.tracer("nova-api")
+    provider = tel._providers["nova-api"]
+    assert isinstance(provider._active_span_processor, ServiceSpanProcessor) and tracer.fast
+    recorder = Recorder()
+    provider.add_span_processor(recorder)
+    with tracer.start_as_current_span("outer"):
+        with tracer.start_as_current_span("inner"):
+            pass
+    counts = tel.shutdown()
+    assert recorder.events == ["start outer", "start inner", "end inner", "end outer", "shutdown"]
+    assert counts["nova-api"] == {"started": 2, "ended": 2, "exported": 2, "dropped": 0}
