@@ -182,7 +182,7 @@ class RpcClient:
         parent = extract_context(reply.headers)
         taken_ns = time.time_ns()
         wait_ms = (taken_ns - reply.sent_at_ns) / 1e6
-        span = self.tracer.start_span(
+        with self.tracer.start_as_current_span(
             "receive reply",
             context=parent,
             kind=SpanKind.CONSUMER,
@@ -198,8 +198,7 @@ class RpcClient:
                 "messaging.harness.queue_wait_ms": wait_ms,
                 **step_attributes(step),
             },
-        )
-        with trace.use_span(span, end_on_exit=True):
+        ):  # the tracer's context manager: no generator-based ``use_span`` around the span
             await self.latency.delay(step, since_ns=taken_ns)  # its time starts when it is taken
 
 
@@ -287,7 +286,7 @@ class RpcServer:
         result: Any = None
         failure: str | None = None
         try:
-            with trace.use_span(span, end_on_exit=True):
+            try:  # the span is current already (``ctx``): only ended here, as ``use_span`` would
                 if down is not None:  # the message waited in the queue while we were down
                     span.add_event("fault.service_down", {"harness.fault.id": down.id,
                                                           "harness.fault.service": self.service,
@@ -302,6 +301,12 @@ class RpcServer:
                 if method is None and failure is None:
                     failure = f"Endpoint does not support RPC method {msg.method}"
                     mark_error(span, failure)
+            except Exception as exc:
+                span.record_exception(exc)
+                mark_error(span, f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                span.end()
             if method is not None and failure is None:
                 try:
                     result = await method.func(**msg.args)
