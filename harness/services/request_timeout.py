@@ -29,6 +29,7 @@ class RequestTimeouts:
         self._expired: set[int] = set()
         self._ids = itertools.count()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None  # the loop the sweeper runs on
 
     def limit(self) -> "_Limit":
         """A context manager bounding the current task's work inside it to :attr:`timeout` seconds."""
@@ -47,7 +48,8 @@ class RequestTimeouts:
         loop = task.get_loop()
         key = next(self._ids)
         self._due[key] = (task, loop.time() + self.timeout, task.cancelling())
-        if self._sweeper is None:
+        if self._sweeper is None or self._sweep_loop is not loop:  # (a client reused on a new loop)
+            self._sweep_loop = loop
             self._sweeper = loop.call_later(SWEEP_S, self._sweep, loop)
         return key
 
@@ -62,10 +64,12 @@ class RequestTimeouts:
         return task.uncancel() <= cancelling and cancelled
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._sweep_loop:
+            return  # superseded by a sweeper on the loop the client now runs on
         self._sweeper = None
         now = loop.time()
         for key, (task, due, _) in list(self._due.items()):
-            if due <= now and key not in self._expired:
+            if due <= now and key not in self._expired and task.get_loop() is loop:
                 self._expired.add(key)
                 task.cancel()
         if len(self._due) > len(self._expired):

@@ -89,3 +89,22 @@ async def test_rest_client_call_to_a_silent_server_times_out_in_an_error_span() 
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["error.type"] == "TimeoutError"
+
+
+def test_a_client_reused_on_a_new_loop_still_times_out() -> None:
+    """A sweeper left pending on a closed loop must not stop the next loop's sweeps."""
+    timeouts = RequestTimeouts(0.1)
+
+    async def slow() -> None:
+        with timeouts.limit():
+            await asyncio.sleep(5)
+
+    async def quick() -> None:
+        with timeouts.limit():
+            await asyncio.sleep(0)
+
+    asyncio.run(quick())  # leaves a sweeper scheduled on a loop that is then closed
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(slow())
+    assert time.monotonic() - t0 < 2.0
