@@ -1,0 +1,107 @@
+"""CPU per service-to-service request on the harness's own HTTP path (both ends, one loop).
+
+Where ``plain_http.py --in-loop`` measures a bare Starlette endpoint and a bare aiohttp client, this
+measures what a boot's service-to-service calls really pass through: the server built by
+:func:`harness.services.http.make_app` (server-span middleware, FaultGate with no fault set, a
+microversioned endpoint and a JSON-body one) on :func:`~harness.services.http.make_server`, called
+by :class:`harness.services.rest.RestClient`, all on one uvloop as in the embedded cloud. Three
+requests in four are microversioned GETs, one in four a POST with a JSON body; 64 in flight.
+
+    python bench/http_path.py              # tracing off (no-op tracer)
+    python bench/http_path.py --tracing    # an SDK tracer (no exporter: span work only)
+
+Prints one JSON line: the best of three runs' CPU microseconds per request (both ends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import uvloop  # noqa: E402
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from harness.faults import FaultInjector  # noqa: E402
+from harness.latency import LatencyModel, load_profile  # noqa: E402
+from harness.services.fault_gate import FaultGate  # noqa: E402
+from harness.services.http import handler, json_body, make_app, make_server, nova_error  # noqa: E402
+from harness.services.microversion import COMPUTE, versioned  # noqa: E402
+from harness.services.rest import RestClient  # noqa: E402
+
+
+async def _show(request: Request) -> tuple[dict, int]:
+    return {"server": {"id": request.path_params["server_id"], "status": "ACTIVE"}}, 200
+
+
+async def _create(request: Request) -> tuple[dict, int]:
+    return {"server": await json_body(request)}, 202
+
+
+async def measure(*, tracing: bool, requests: int, concurrency: int = 64) -> dict:
+    tracer = TracerProvider().get_tracer("bench") if tracing else trace.NoOpTracer()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = make_app([Route("/v2.1/servers/{server_id}", versioned(COMPUTE, nova_error)(_show), methods=["GET"]),
+                    Route("/v2.1/servers", handler(_create), methods=["POST"])],
+                   render=nova_error, tracer=tracer, port=port)
+    app.app = FaultGate(app.app, faults=FaultInjector(), service="nova-api")  # as fault_gate.install does
+    server = make_server(app, "127.0.0.1", port)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    client = RestClient(tracer, LatencyModel(load_profile("zero"), seed=1), user_agent="bench")
+    base = f"http://127.0.0.1:{port}/v2.1/servers"
+
+    async def worker(n: int) -> None:
+        for i in range(n):
+            if i % 4 == 3:
+                r = await client.request("POST", base, template="/v2.1/servers", json={"name": f"vm{i}"})
+                expected = 202
+            else:
+                r = await client.request("GET", f"{base}/{i}", template="/v2.1/servers/{server_id}",
+                                         headers={"X-Auth-Token": "t", "OpenStack-API-Version": "compute 2.79"})
+                expected = 200
+            if r.status_code != expected:
+                raise RuntimeError(f"unexpected answer {r.status_code}: {r.text[:200]}")
+
+    try:
+        await asyncio.gather(*(worker(100) for _ in range(concurrency)))  # warm up
+        per_worker = max(1, requests // concurrency)
+        best = float("inf")
+        for _ in range(3):
+            cpu0 = time.process_time()
+            await asyncio.gather(*(worker(per_worker) for _ in range(concurrency)))
+            best = min(best, (time.process_time() - cpu0) / (per_worker * concurrency))
+    finally:
+        await client.close()
+        server.should_exit = True
+        await task
+    return {"cpu_us_per_request": round(best * 1e6, 1), "tracing": tracing,
+            "requests_per_run": per_worker * concurrency, "concurrency": concurrency,
+            "path": "make_app + FaultGate + versioned/handler <- RestClient, one uvloop"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracing", action="store_true", help="an SDK tracer instead of the no-op one")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per run (three runs)")
+    args = parser.parse_args()
+    if args.requests < 1:
+        parser.error(f"--requests must be at least 1, not {args.requests}")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        print(json.dumps(runner.run(measure(tracing=args.tracing, requests=args.requests))))
+
+
+if __name__ == "__main__":
+    main()
