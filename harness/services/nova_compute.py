@@ -254,7 +254,9 @@ class NovaCompute(Service):
         """The endpoint from the token's catalog (an in-memory lookup: an event on the step's span,
         not a span of its own, which would cost a hundred times the lookup)."""
         url = catalog_url(catalog, service_type, interface="internal", region=self.settings.region)
-        trace.get_current_span().add_event("keystone.catalog_lookup", {"openstack.service.type": service_type})
+        span = trace.get_current_span()
+        if span.is_recording():  # a cast's method runs after its receive span has ended
+            span.add_event("keystone.catalog_lookup", {"openstack.service.type": service_type})
         return url
 
     async def _get_image(self, inst: dict[str, Any]) -> dict[str, Any] | None:
