@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import subprocess
@@ -45,19 +46,44 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """CPU of ``pid`` and of its live descendants (``harness up --processes`` runs a process per
+    service under a supervisor)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    total = 0.0
+    for p in [pid, *_descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
 
 
-def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool) -> tuple[subprocess.Popen, str]:
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool,
+                extra_args: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     keys = ["KEYSTONE", "NOVA", "GLANCE", "NEUTRON", "CINDER"]
     ports = dict(zip(keys, _free_ports(5)))
     env = {**os.environ, **{f"HARNESS_PORTS__{k}": str(v) for k, v in ports.items()},
            "HARNESS_TRACING": "true" if tracing else "false"}
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     cmd = [sys.executable, "-m", "harness.cli", "up", "--profile", profile, "--hosts", str(hosts),
-           "--run-dir", str(run_dir)]
+           "--run-dir", str(run_dir), *(extra_args or [])]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     auth_url = f"http://127.0.0.1:{ports['KEYSTONE']}/v3"
     deadline = time.time() + 60
@@ -109,9 +135,13 @@ def main() -> None:
                     help="list: one GET /servers/detail?changes-since= per interval for all boots in "
                     "flight (default); server: GET /servers/{id} per boot, as openstacksdk and Rally poll")
     ap.add_argument("--no-tracing", action="store_true")
+    ap.add_argument("--up-args", default="",
+                    help="more `harness up` arguments, e.g. \"--processes --transport amqp://... --db "
+                    "postgresql+asyncpg://...\" (CPU is then the whole process tree's)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, auth_url = start_cloud(Path(tmp), profile=args.profile, hosts=args.hosts, tracing=not args.no_tracing)
+        proc, auth_url = start_cloud(Path(tmp), profile=args.profile, hosts=args.hosts, tracing=not args.no_tracing,
+                                     extra_args=shlex.split(args.up_args))
         try:
             res = aio.run(drive(auth_url, boots=args.boots, concurrency=args.concurrency, poll=args.poll, pid=proc.pid,
                                  watch=args.watch))
