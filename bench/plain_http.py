@@ -50,9 +50,7 @@ def measure_in_loop(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
     import uvicorn
     import uvloop
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
 
     async def run() -> tuple[int, float, float]:
         config = uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False,
@@ -95,9 +93,7 @@ async def _drive(url: str, *, concurrency: int, seconds: float) -> tuple[int, fl
 
 
 def measure(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc = subprocess.Popen([sys.executable, __file__, "serve", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -124,9 +120,16 @@ def measure(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
             "concurrency": concurrency, "cpus": os.cpu_count()}
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    from bench_capacity import _cpu_seconds as process_tree_cpu  # the benchmarks' one CPU reader
+
+    return process_tree_cpu(pid)
 
 
 if __name__ == "__main__":
