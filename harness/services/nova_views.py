@@ -53,14 +53,14 @@ def api_status(vm_state: str, task_state: str | None) -> str:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")[:-6] + "Z"
 
 
 def iso_usec(ts: float | None) -> str | None:
     """``OS-SRV-USG:launched_at`` style: no zone, microseconds."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")[:-6]
 
 
 def link(base: str, kind: str, item_id: str) -> list[dict[str, str]]:
