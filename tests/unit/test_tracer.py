@@ -193,3 +193,205 @@ def test_the_sdk_internal_metrics_take_the_sdk_path(monkeypatch):
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     (_, _), (ours, _) = _pair()
     assert not ours.fast
+
+
+# -- the light span (a provider as harness.telemetry builds a service's) ---------------------------
+
+def _service_pair(**provider_kw):
+    """Both tracers over a ServiceSpanProcessor that hands ended spans to an in-memory exporter
+    (as the run's shared batch processors hand them to exporters): the light path's setting."""
+    from collections import Counter
+
+    from harness.telemetry import ServiceSpanProcessor
+
+    out = []
+    for wrap in (False, True):
+        exporter = InMemorySpanExporter()
+        processor = ServiceSpanProcessor("x", Counter(), Counter(), [SimpleSpanProcessor(exporter)])
+        provider = TracerProvider(resource=Resource.create({"service.name": "x"}), id_generator=_CountingIds(),
+                                  shutdown_on_exit=False, active_span_processor=processor, **provider_kw)
+        sdk = provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0")
+        out.append((HarnessTracer(sdk) if wrap else sdk, exporter))
+    return out
+
+
+def test_light_spans_are_the_sdk_spans():
+    from harness.light_span import LightSpan
+    from harness.otlp_json import via_protobuf
+
+    (sdk, sdk_exp), (ours, our_exp) = _service_pair()
+    assert ours.mode == "light"
+    assert _scenario(sdk) == _scenario(ours) == [True] * 4
+    _odd_cases(sdk)
+    _odd_cases(ours)
+    assert _shape(our_exp) == _shape(sdk_exp)
+    assert _encoded(our_exp) == _encoded(sdk_exp)
+    ours_spans, sdk_spans = our_exp.get_finished_spans(), sdk_exp.get_finished_spans()
+    assert any(type(s) is LightSpan for s in ours_spans)
+    # what an OTLP exporter sends (the SDK's protobuf encoder reads the public fields)
+    strip = _stripped
+    assert strip(via_protobuf(ours_spans)) == strip(via_protobuf(sdk_spans))
+    for a, b in zip(ours_spans, sdk_spans):
+        assert (a.dropped_attributes, a.dropped_events, a.dropped_links) == \
+            (b.dropped_attributes, b.dropped_events, b.dropped_links)
+        assert a.instrumentation_scope == b.instrumentation_scope and a.resource is not None
+
+
+def _stripped(data):
+    for rs in data["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:
+                span.pop("startTimeUnixNano"), span.pop("endTimeUnixNano")
+                for event in span.get("events", ()):
+                    event.pop("timeUnixNano")
+                    for a in event.get("attributes", ()):
+                        if a["key"] == "exception.stacktrace":
+                            a["value"] = "..."
+    return data
+
+
+def _writes(tracer, caplog):
+    """Every write the API allows, in and past the limits, then writes after the end."""
+    import logging
+
+    span = tracer.start_span("w", attributes={"first": 1}, start_time=10)
+    for i in range(130):  # past the 128 limit: the oldest go, counted
+        span.set_attribute(f"a{i}", i)
+    span.set_attribute("a5", "again")  # kept, moved to the end
+    span.set_attribute("none", None)
+    span.set_attribute("list", ["x", "y"])
+    span.set_attribute("", "empty key")
+    span.set_attribute(3, "int key")
+    span.set_attributes({"odd": object(), "t": (1, 2), "": 1})
+    span.set_attributes({"b1": True, "b2": False})
+    for i in range(130):
+        span.add_event(f"e{i}", {"i": i}, timestamp=20 + i)
+    span.add_link(trace.SpanContext(0x1, 0x2, is_remote=True), {"l": 1})
+    span.add_link(trace.INVALID_SPAN_CONTEXT)  # invalid, no attributes: not kept
+    span.set_status(Status(StatusCode.OK, "description only with ERROR"))
+    span.set_status(StatusCode.ERROR, "OK wins")
+    span.update_name("w2")
+    try:
+        raise KeyError("k")
+    except KeyError as exc:
+        span.record_exception(exc, {"extra": "x"}, timestamp=200, escaped=True)
+    span.end(300)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        span.end(400)
+        span.set_attribute("late", 1)
+        span.set_attributes({"late": 1})
+        span.add_event("late")
+        span.add_link(trace.SpanContext(0x1, 0x3, is_remote=False))
+        span.update_name("late")
+        span.set_status(StatusCode.ERROR)
+        span.record_exception(ValueError("late"))
+    assert not span.is_recording()
+    return [(r.name, r.getMessage()) for r in caplog.records]
+
+
+def test_light_span_writes_limits_and_warnings_are_the_sdks(caplog):
+    (sdk, sdk_exp), (ours, our_exp) = _service_pair()
+    warned = [_writes(sdk, caplog), _writes(ours, caplog)]
+    assert warned[0] == warned[1] and len(warned[0]) == 8, warned
+    a, b = our_exp.get_finished_spans()[0], sdk_exp.get_finished_spans()[0]
+    assert type(a).__name__ == "LightSpan"
+    assert list(a.attributes.items()) == list(b.attributes.items())
+    assert (a.dropped_attributes, a.dropped_events, a.dropped_links) == \
+        (b.dropped_attributes, b.dropped_events, b.dropped_links) == (12, 3, 0)
+    assert [(e.name, e.timestamp, dict(e.attributes)) for e in a.events][:-1] == \
+        [(e.name, e.timestamp, dict(e.attributes)) for e in b.events][:-1]
+    assert a.status.status_code is StatusCode.OK and a.status.description is None
+    assert (a.name, a.end_time, a.to_json()) == (b.name, b.end_time, b.to_json().replace(
+        b.events[-1].attributes["exception.stacktrace"].replace("\n", "\\n"),
+        a.events[-1].attributes["exception.stacktrace"].replace("\n", "\\n")))
+    assert _encoded(our_exp) == _encoded(sdk_exp)
+
+
+def test_light_span_as_a_context_manager_records_any_exception():
+    (sdk, sdk_exp), (ours, our_exp) = _service_pair()
+    for tracer in (sdk, ours):
+        with pytest.raises(asyncio.CancelledError):
+            with tracer.start_span("cm") as span:
+                raise asyncio.CancelledError()
+        assert not span.is_recording()
+    assert _encoded(our_exp) == _encoded(sdk_exp)
+    assert our_exp.get_finished_spans()[0].events[0].attributes["exception.escaped"] == "True"
+
+
+def test_unsampled_parent_gives_the_sdks_non_recording_span():
+    (sdk, sdk_exp), (ours, our_exp) = _service_pair()
+    unsampled = trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True)))
+    for tracer in (sdk, ours):
+        span = tracer.start_span("child", context=unsampled)
+        assert type(span) is trace.NonRecordingSpan and not span.is_recording()
+        assert span.get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        span.end()
+    assert not our_exp.get_finished_spans() and not sdk_exp.get_finished_spans()
+
+
+def test_a_foreign_processor_gets_the_sdk_span_and_the_harness_own_keep_light():
+    from opentelemetry.sdk.trace import Span as SdkSpan
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from harness.step_clock import StepLedger
+
+    (_, _), (ours, exporter) = _service_pair()
+    provider_processor = ours.sdk_tracer.span_processor
+    provider_processor.add_span_processor(StepLedger())  # the harness's own: still light
+    ours.start_span("a").end()
+    assert ours.mode == "light"
+
+    class Foreign(SpanProcessor):
+        def __init__(self):
+            self.started = []
+
+        def on_start(self, span, parent_context=None):
+            self.started.append(span)
+
+    foreign = Foreign()
+    provider_processor.add_span_processor(foreign)
+    ours.start_span("b").end()
+    assert ours.mode == "fast" and isinstance(foreign.started[0], SdkSpan)
+    assert [s.name for s in exporter.get_finished_spans()] == ["a", "b"]
+
+
+@pytest.mark.parametrize("value,mode", [("sdk", "sdk"), ("fast", "fast"), ("light", "light"),
+                                        ("", "light"), ("bogus", "light")])
+def test_the_path_variable_caps_the_path(monkeypatch, caplog, value, mode):
+    monkeypatch.setenv("HARNESS_TRACER_PATH", value)
+    (_, _), (ours, exporter) = _service_pair()
+    assert ours.mode == mode
+    with ours.start_as_current_span("s", attributes={"k": "v"}):
+        pass
+    assert exporter.get_finished_spans()[0].attributes["k"] == "v"
+    assert ("bogus" in caplog.text) == (value == "bogus")
+
+
+def test_self_checks_pass_on_this_sdk():
+    from harness.tracer_check import self_check
+
+    assert self_check("fast") and self_check("light")
+
+
+def test_self_check_notices_a_difference(monkeypatch, caplog):
+    from harness import light_span
+    from harness.tracer_check import self_check
+
+    original = light_span.LightSpan.update_name
+    monkeypatch.setattr(light_span.LightSpan, "update_name", lambda self, name: original(self, name + "!"))
+    assert not self_check("light")
+    assert "light span path disabled" in caplog.text and "'name'" in caplog.text
+
+
+def test_current_span_detach_failure_is_logged_not_raised(caplog):
+    """As the API's detach: a token from another context is logged, the span still ends."""
+    import contextvars
+
+    (_, _), (ours, exporter) = _service_pair()
+    cm = ours.start_as_current_span("s")
+    contextvars.copy_context().run(cm.__enter__)  # attached in another context
+    cm.__exit__(None, None, None)
+    assert "Failed to detach context" in caplog.text
+    assert [s.name for s in exporter.get_finished_spans()] == ["s"]
