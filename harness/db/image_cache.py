@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Column, Float, String, Table, and_, insert, select
+from sqlalchemy import Column, Float, String, Table, and_, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from harness.db.fastpath import prebuilt
 from harness.db.models import metadata
 from harness.db.store import NovaDB
 
@@ -44,21 +45,28 @@ async def images_by_host(db: NovaDB) -> dict[str, set[str]]:
     return await db._read(_q_by_host)
 
 
+# built once (run from a plan on SQLite, harness.db.fastpath): a boot records its host's image
+_c = compute_image_cache.c
+_HAS = prebuilt(select(_c.host).where(and_(_c.image_id == bindparam("image_id"), _c.host == bindparam("host"))))
+_INSERT = prebuilt(insert(compute_image_cache))
+_HOSTS_WITH = prebuilt(select(_c.host).where(_c.image_id == bindparam("image_id")))
+_ALL = prebuilt(select(_c.host, _c.image_id))
+
+
 def _q_add(conn: Any, host: str, image_id: str) -> bool:
-    c = compute_image_cache.c
-    if conn.execute(select(c.host).where(and_(c.image_id == image_id, c.host == host))).first():
+    key = {"image_id": image_id, "host": host}
+    if conn.execute(_HAS, key).first():
         return False
-    conn.execute(insert(compute_image_cache).values(image_id=image_id, host=host, cached_at=time.time()))
+    conn.execute(_INSERT, {**key, "cached_at": time.time()})
     return True
 
 
 def _q_hosts_with(conn: Any, image_id: str) -> list[str]:
-    c = compute_image_cache.c
-    return list(conn.execute(select(c.host).where(c.image_id == image_id)).scalars())
+    return list(conn.execute(_HOSTS_WITH, {"image_id": image_id}).scalars())
 
 
 def _q_by_host(conn: Any) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for host, image_id in conn.execute(select(compute_image_cache.c.host, compute_image_cache.c.image_id)):
+    for host, image_id in conn.execute(_ALL):
         out.setdefault(host, set()).add(image_id)
     return out

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
+from harness.db.fastpath import FastResult, prebuilt
 from harness.db.models import compute_nodes
 from harness.db.store import NovaDB
 
@@ -27,16 +28,20 @@ async def get_node(db: NovaDB, host: str) -> dict[str, Any] | None:
     return await db._read(_q_node, host)
 
 
+# built once (and run from a plan on SQLite, harness.db.fastpath): read per request
+_ALL_NODES = prebuilt(select(compute_nodes).order_by(compute_nodes.c.id))
+_NODE = prebuilt(select(compute_nodes).where(compute_nodes.c.host == bindparam("host")))
+
+
 def _q_node(conn: Any, host: str) -> dict[str, Any] | None:
-    row = conn.execute(select(compute_nodes).where(compute_nodes.c.host == host)).mappings().first()
+    row = conn.execute(_NODE, {"host": host}).mappings().first()
     return dict(row) if row else None
-
-
-_ALL_NODES = select(compute_nodes).order_by(compute_nodes.c.id)  # built once: read per request
 
 
 def _q_columns(conn: Any) -> dict[str, tuple]:
     result = conn.execute(_ALL_NODES)
+    if isinstance(result, FastResult):  # the bare-driver path transposes without row objects
+        return result.columns()
     keys = list(result.keys())
     rows = result.all()
     if not rows:
