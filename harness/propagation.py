@@ -11,6 +11,12 @@ sends: a version-00 ``traceparent`` without ``tracestate``, and baggage holding 
 (``openstack.boot.step=<digits>``), in a plain ``dict`` carrier with the default getter/setter.
 Anything else (a ``tracestate``, other baggage entries, another version, whitespace, a custom
 getter) goes to the SDK propagators unchanged.
+
+On that fast path the context is built in one copy (the span and the baggage set together, where
+the two propagators copy it twice and the baggage once more), the span context without its
+constructor's checks (the pattern has already checked them), the step's header and value from a
+table for the usual steps; :func:`with_step` copies once too. ~3.5 -> ~2 us an extract, ~2.5 ->
+~1.3 us an inject on the 2-core box (``/tmp`` micro-benchmark of the carriers the harness sends).
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import re
 from typing import Any
 
 from opentelemetry import baggage, trace
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators import textmap
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 #: Baggage key naming the boot step a request belongs to, so the callee knows which of its own
@@ -31,6 +39,25 @@ BAGGAGE_STEP = "openstack.boot.step"
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _STEP_ONLY = re.compile(re.escape(BAGGAGE_STEP) + r"=([0-9]{1,9})")
 _DIGITS = re.compile(r"[0-9]{1,9}")
+_FLAGS = {f"{i:02x}": trace.TraceFlags(i) for i in range(256)}
+_INVALID = trace.INVALID_SPAN_CONTEXT
+_new_context = tuple.__new__  # SpanContext is a tuple; its __new__ only checks what the pattern did
+# the usual steps' values and headers, both ways (anything else goes through the patterns)
+_HEADER_BY_VALUE = {str(n): f"{BAGGAGE_STEP}={n}" for n in range(256)}
+_VALUE_BY_HEADER = {header: value for value, header in _HEADER_BY_VALUE.items()}
+_VALUE_BY_STEP = {n: str(n) for n in range(256)}
+
+
+def _current() -> Context:
+    return get_current()
+
+
+def _span_context(ctx: Context) -> trace.SpanContext:
+    """``trace.get_current_span(ctx).get_span_context()`` without the two calls."""
+    span = ctx.get(_SPAN_KEY)
+    if span is None or not isinstance(span, trace.Span):
+        return _INVALID
+    return span.get_span_context()
 
 
 class HarnessPropagator(textmap.TextMapPropagator):
@@ -51,7 +78,8 @@ class HarnessPropagator(textmap.TextMapPropagator):
         if getter is not textmap.default_getter or type(carrier) is not dict or "tracestate" in carrier:
             ctx = self._tracecontext.extract(carrier, ctx, getter)
             return self._baggage.extract(carrier, ctx, getter)
-        parent = carrier.get("traceparent")
+        parent, entries = carrier.get("traceparent"), carrier.get("baggage")
+        span = step = None
         if parent:
             match = _TRACEPARENT.fullmatch(parent) if type(parent) is str else None
             if match is None:
@@ -59,19 +87,30 @@ class HarnessPropagator(textmap.TextMapPropagator):
             else:
                 trace_id, span_id = int(match[1], 16), int(match[2], 16)
                 if trace_id and span_id:
-                    span_context = trace.SpanContext(
-                        trace_id, span_id, is_remote=True,
-                        trace_flags=trace.TraceFlags(int(match[3], 16)), trace_state=None,
-                    )
-                    ctx = trace.set_span_in_context(trace.NonRecordingSpan(span_context), ctx)
-        entries = carrier.get("baggage")
+                    span = trace.NonRecordingSpan(_new_context(trace.SpanContext, (
+                        trace_id, span_id, True, _FLAGS[match[3]], trace.DEFAULT_TRACE_STATE, True)))
         if entries:
-            match = _STEP_ONLY.fullmatch(entries) if type(entries) is str else None
-            if match is None:
-                ctx = self._baggage.extract(carrier, ctx, getter)
-            else:
-                ctx = baggage.set_baggage(BAGGAGE_STEP, match[1], ctx)
-        return ctx
+            step = _VALUE_BY_HEADER.get(entries) if type(entries) is str else None
+            if step is None:
+                match = _STEP_ONLY.fullmatch(entries) if type(entries) is str else None
+                if match is None:
+                    if span is not None:
+                        ctx, span = trace.set_span_in_context(span, ctx), None
+                    ctx = self._baggage.extract(carrier, ctx, getter)
+                else:
+                    step = match[1]
+        if span is None and step is None:
+            return ctx
+        # what the two propagators make, in one copy: the span, then the step in the baggage
+        values = ctx.copy()
+        if span is not None:
+            values[_SPAN_KEY] = span
+        if step is not None:
+            entries_now = values.get(_BAGGAGE_KEY)
+            entries_new = entries_now.copy() if isinstance(entries_now, dict) else {}
+            entries_new[BAGGAGE_STEP] = step
+            values[_BAGGAGE_KEY] = entries_new
+        return Context(values)
 
     def inject(
         self,
@@ -83,20 +122,25 @@ class HarnessPropagator(textmap.TextMapPropagator):
             self._tracecontext.inject(carrier, context, setter)
             self._baggage.inject(carrier, context, setter)
             return
-        span_context = trace.get_current_span(context).get_span_context()
-        if span_context != trace.INVALID_SPAN_CONTEXT:
+        ctx = context if context is not None else _current()
+        span_context = _span_context(ctx)
+        if span_context.is_valid or span_context != _INVALID:
             carrier["traceparent"] = (f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
                                       f"{span_context.trace_flags:02x}")
             if span_context.trace_state:
                 carrier["tracestate"] = span_context.trace_state.to_header()
-        entries = baggage.get_all(context)
-        if not entries:
+        entries = ctx.get(_BAGGAGE_KEY)
+        if not entries or not isinstance(entries, dict):
             return
         step = entries.get(BAGGAGE_STEP)
-        if len(entries) == 1 and type(step) is str and _DIGITS.fullmatch(step):
-            carrier["baggage"] = f"{BAGGAGE_STEP}={step}"
-        else:
-            self._baggage.inject(carrier, context, setter)
+        if len(entries) == 1 and type(step) is str:
+            header = _HEADER_BY_VALUE.get(step)
+            if header is None and _DIGITS.fullmatch(step):
+                header = f"{BAGGAGE_STEP}={step}"
+            if header is not None:
+                carrier["baggage"] = header
+                return
+        self._baggage.inject(carrier, context, setter)
 
     @property
     def fields(self) -> set[str]:
@@ -106,10 +150,21 @@ class HarnessPropagator(textmap.TextMapPropagator):
 def with_step(step: int | None, context: Context | None = None) -> Context:
     """``context`` (default: the current one) with the boot step baggage set to ``step``, or
     without it; the same context object when it already says so (no copy on the hot path)."""
-    ctx = context if context is not None else get_current()
-    current: Any = baggage.get_baggage(BAGGAGE_STEP, ctx)
+    ctx = context if context is not None else _current()
+    entries: Any = ctx.get(_BAGGAGE_KEY)
+    if not isinstance(entries, dict):
+        entries = {}
+    current = entries.get(BAGGAGE_STEP)
     if step is None:
         return ctx if current is None else baggage.remove_baggage(BAGGAGE_STEP, ctx)
-    value = str(int(step))
-    return ctx if current == value else baggage.set_baggage(BAGGAGE_STEP, value, ctx)
-
+    value = _VALUE_BY_STEP.get(step) if type(step) is int else None
+    if value is None:
+        value = str(int(step))
+    if current == value:
+        return ctx
+    # baggage.set_baggage's new context, in one copy
+    entries = entries.copy()
+    entries[BAGGAGE_STEP] = value
+    values = ctx.copy()
+    values[_BAGGAGE_KEY] = entries
+    return Context(values)

@@ -10,7 +10,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from opentelemetry.baggage import _BAGGAGE_KEY
+from opentelemetry.trace.propagation import _SPAN_KEY
+
 from harness.propagation import BAGGAGE_STEP, HarnessPropagator, with_step
+from harness.steps import Step
 from harness.telemetry import caller_step, extract_context, inject_headers
 
 SDK = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
@@ -40,6 +44,11 @@ CARRIERS = [
     {"baggage": "key=v%2Cw"},
     {"baggage": ""},
     {"baggage": "=nokey"},
+    {"traceparent": TP, "baggage": "openstack.boot.step=020"},  # past the table of usual steps
+    {"traceparent": TP, "baggage": "openstack.boot.step=300"},
+    {"traceparent": TP.replace("-01", "-03"), "baggage": "openstack.boot.step=0"},
+    {"traceparent": TP, "baggage": "user=alice"},
+    {"traceparent": TP, "baggage": "openstack.boot.step=1234567890"},  # too long for the pattern
 ]
 
 
@@ -77,6 +86,11 @@ def _contexts():
     yield baggage.set_baggage(BAGGAGE_STEP, "a b")
     yield baggage.set_baggage("user", "x,y", baggage.set_baggage(BAGGAGE_STEP, "3"))
     yield baggage.set_baggage("user", "x")
+    yield baggage.set_baggage(BAGGAGE_STEP, "020", trace.set_span_in_context(span))
+    yield baggage.set_baggage(BAGGAGE_STEP, "300", trace.set_span_in_context(span))
+    yield baggage.set_baggage(BAGGAGE_STEP, 12)  # not a str: the SDK's formatting
+    yield context.set_value(_BAGGAGE_KEY, "not a dict", trace.set_span_in_context(span))
+    yield context.set_value(_SPAN_KEY, "not a span")
 
 
 @pytest.mark.parametrize("ctx", list(_contexts()))
@@ -137,3 +151,13 @@ def test_with_step_copies_only_when_it_changes_something():
     assert baggage.get_baggage(BAGGAGE_STEP, with_step(None, ctx)) is None
     empty = context.Context()
     assert with_step(None, empty) is empty
+    for step, base in [(7, empty), (300, ctx), (True, ctx), (Step.SPAWN, ctx),
+                       (4, context.set_value(_BAGGAGE_KEY, "not a dict"))]:
+        before = dict(base)
+        expected = baggage.set_baggage(BAGGAGE_STEP, str(int(step)), base)
+        assert with_step(step, base) == expected and dict(base) == before  # base unchanged
+    ambient = context.attach(baggage.set_baggage("user", "x"))
+    try:
+        assert with_step(3) == baggage.set_baggage(BAGGAGE_STEP, "3")
+    finally:
+        context.detach(ambient)
