@@ -2,8 +2,9 @@
 
 The cloud runs as its own process (``harness up``, profile ``zero`` by default, so every span's
 duration is the harness's own work); this process drives it with N boots, C in flight, polling
-``GET /servers/{id}`` until ACTIVE. CPU per boot is the cloud process's user+system time over the
-run (from /proc), divided by the boots: the load generator's CPU is not counted.
+``GET /servers/{id}`` until ACTIVE. CPU per boot is the cloud's user+system time over the run (from
+/proc: the ``harness up`` process and its children, e.g. the span export process; both are also
+printed apart), divided by the boots: the load generator's CPU is not counted.
 
     python bench/bench_capacity.py --boots 400 --concurrency 32
     python bench/bench_capacity.py --no-tracing        # the same without spans (overhead check)
@@ -45,12 +46,12 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int, *, descendants: bool = True) -> float:
     """CPU of ``pid`` and of its live descendants (``harness up --processes`` runs a process per
-    service under a supervisor)."""
+    service under a supervisor; a traced cloud has its span export process)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for p in [pid, *_descendants(pid)]:
+    for p in [pid, *(_descendants(pid) if descendants else ())]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -110,9 +111,10 @@ async def drive(auth_url: str, *, boots: int, concurrency: int, poll: float, pid
                                                                           watch=watch))
         # warm-up: connections, caches, first-request imports
         await fixed_count(booter, count=min(20, boots), concurrency=min(concurrency, 20))
-        cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+        cpu0, own0, t0 = _cpu_seconds(pid), _cpu_seconds(pid, descendants=False), time.perf_counter()
         results = await fixed_count(booter, count=boots, concurrency=concurrency)
         wall, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+        own = _cpu_seconds(pid, descendants=False) - own0
     active = [r for r in results if r.status == "ACTIVE"]
     lat = [r.active_s for r in active if r.active_s is not None]
     return {
@@ -120,6 +122,9 @@ async def drive(auth_url: str, *, boots: int, concurrency: int, poll: float, pid
         "wall_s": round(wall, 3), "boots_per_s": round(len(active) / wall, 2),
         "cloud_cpu_s": round(cpu, 3), "cpu_ms_per_boot": round(1000 * cpu / max(1, len(active)), 2),
         "cloud_cpu_util": round(cpu / wall, 3),
+        # of which the `harness up` process itself, and its children (the span export process)
+        "main_cpu_ms_per_boot": round(1000 * own / max(1, len(active)), 2),
+        "children_cpu_ms_per_boot": round(1000 * (cpu - own) / max(1, len(active)), 2),
         "p50_ms": round(1000 * percentile(lat, 50), 1), "p95_ms": round(1000 * percentile(lat, 95), 1),
     }
 
@@ -151,7 +156,8 @@ def main() -> None:
     res.update(profile=args.profile, tracing=not args.no_tracing, hosts=args.hosts,
                machine=f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
     print(f"{res['active']}/{res['boots']} ACTIVE in {res['wall_s']} s: {res['boots_per_s']} boots/s to ACTIVE, "
-          f"{res['cpu_ms_per_boot']} ms cloud CPU per boot (cloud at {res['cloud_cpu_util'] * 100:.0f}% of a core), "
+          f"{res['cpu_ms_per_boot']} ms cloud CPU per boot ({res['main_cpu_ms_per_boot']} the main process, "
+          f"{res['children_cpu_ms_per_boot']} its children; cloud at {res['cloud_cpu_util'] * 100:.0f}% of a core), "
           f"p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms  [profile {args.profile}, tracing "
           f"{'on' if res['tracing'] else 'off'}]")
     print(json.dumps(res))

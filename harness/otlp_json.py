@@ -18,19 +18,28 @@ many small objects).
 from __future__ import annotations
 
 import base64
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import orjson
-from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
 
-_KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
-         SpanKind.CONSUMER: 5}
-_STATUS = {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}
-# The same, by the members' identity: hashing an Enum member runs Python code (``Enum.__hash__``).
-_KIND_BY_ID = {id(k): v for k, v in _KIND.items()}
-_STATUS_BY_ID = {id(k): v for k, v in _STATUS.items()}
+if TYPE_CHECKING:  # not imported at run time: the export process needs none of the SDK
+    from opentelemetry.sdk.trace import ReadableSpan
+
+# OTLP's enum codes by the API members' identity (hashing an Enum member runs Python code,
+# ``Enum.__hash__``); filled on first use (:func:`_enum_codes`), so that importing this module
+# does not import the OpenTelemetry API (the export process only encodes records).
+_KIND_BY_ID: dict[int, int] = {}
+_STATUS_BY_ID: dict[int, int] = {}
+
+
+def _enum_codes() -> None:
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    _KIND_BY_ID.update({id(SpanKind.INTERNAL): 1, id(SpanKind.SERVER): 2, id(SpanKind.CLIENT): 3,
+                        id(SpanKind.PRODUCER): 4, id(SpanKind.CONSUMER): 5})
+    _STATUS_BY_ID.update({id(StatusCode.UNSET): 0, id(StatusCode.OK): 1, id(StatusCode.ERROR): 2})
+
+
 _HAS_IS_REMOTE = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 
@@ -136,68 +145,108 @@ class _Hex:
         return text
 
 
-def _span(s: ReadableSpan, hexes: _Hex | None = None) -> dict[str, Any]:
-    hexes = hexes or _Hex()
-    if type(s) is ReadableSpan:
-        # What the SDK hands to span processors: its fields are read directly, since the public
-        # properties copy (``events`` and ``links`` into a new tuple under a lock, ~1 us each) or
-        # wrap (``attributes`` in a MappingProxy whose truth test runs Python code) only to be
-        # found empty on most spans. Any other ReadableSpan goes through the properties.
-        ctx, parent, name, kind = s._context, s._parent, s._name, s._kind
-        events, links, status = s._events, s._links, s._status
-        start, end = s._start_time, s._end_time
-        bounded = s._attributes
-        if isinstance(bounded, BoundedAttributes):
-            attrs, dropped_attrs = bounded.copy(), bounded.dropped
-        else:
-            attrs, dropped_attrs = bounded, s.dropped_attributes
-    else:
-        ctx, parent, name, kind = s.context, s.parent, s.name, s.kind
-        events, links, status = s.events, s.links, s.status
-        start, end = s.start_time, s.end_time
-        attrs, dropped_attrs = s.attributes, s.dropped_attributes
-    out: dict[str, Any] = {"traceId": hexes.trace(ctx.trace_id), "spanId": hexes.span(ctx.span_id)}
-    if ctx.trace_state:
-        out["traceState"] = ctx.trace_state.to_header()
-    if parent is not None:
-        out["parentSpanId"] = hexes.span(parent.span_id)
+# A span's record: what :func:`capture` takes from an ended span, as plain values (ints, strs,
+# dicts, tuples) that ``marshal`` and ``pickle`` carry to another process, and that
+# :func:`_record_span` encodes. Its fields, by position:
+R_GROUP = 0  # the caller's small int for the span's (resource, scope) group
+R_TRACE_ID, R_SPAN_ID, R_TRACE_STATE = 1, 2, 3  # ints; the W3C tracestate header or None
+R_PARENT_ID, R_PARENT_REMOTE = 4, 5  # the parent's span id or None; its is_remote
+R_NAME, R_KIND, R_START, R_END = 6, 7, 8, 9  # kind as OTLP's code (1..5)
+R_ATTRS, R_DROPPED_ATTRS = 10, 11  # a plain dict (a copy)
+R_EVENTS, R_DROPPED_EVENTS = 12, 13  # ((name, time, attrs dict or None, dropped attrs), ...)
+R_LINKS, R_DROPPED_LINKS = 14, 15  # ((trace id, span id, is_remote, attrs or None, dropped), ...)
+R_STATUS, R_STATUS_MESSAGE = 16, 17  # OTLP's status code (0..2); the description or None
+
+
+def capture(s: "ReadableSpan", group: int) -> tuple:
+    """The record of an ended span (layout above), read through ReadableSpan's public attributes
+    only, so any span type that has them works (the SDK's, a lighter one). ~3.6 us for the SDK's
+    ReadableSpan on the 2-core box, of which ``events`` and ``links`` are ~0.6 us each (the SDK
+    copies each list under a lock to say it is empty)."""
+    ctx = s.context
+    parent = s.parent
+    status = s.status
+    kind = _KIND_BY_ID.get(id(s.kind))
+    code = _STATUS_BY_ID.get(id(status.status_code))
+    if kind is None or code is None:
+        kind, code = _codes(s.kind, status.status_code)
+    trace_state = ctx.trace_state
+    attrs = s.attributes
+    events = s.events
+    links = s.links
+    return (
+        group, ctx.trace_id, ctx.span_id, trace_state.to_header() if trace_state else None,
+        None if parent is None else parent.span_id, parent is not None and parent.is_remote,
+        s.name, kind, s.start_time, s.end_time,
+        # a plain dict is the span's own (a light span's; written no more once ended): kept as
+        # is; the SDK's read-only view is copied (its ``copy`` is the dict underneath's)
+        attrs if type(attrs) is dict else (attrs.copy() if attrs is not None else None),
+        s.dropped_attributes,
+        tuple([(e.name, e.timestamp, e.attributes.copy() if e.attributes else None,
+                getattr(e, "dropped_attributes", 0)) for e in events]) if events else (),
+        s.dropped_events,
+        tuple([(lk.context.trace_id, lk.context.span_id, lk.context.is_remote,
+                lk.attributes.copy() if lk.attributes else None, getattr(lk, "dropped_attributes", 0))
+               for lk in links]) if links else (),
+        s.dropped_links, code, status.description,
+    )
+
+
+def _codes(kind: Any, status_code: Any) -> tuple[int, int]:
+    if not _KIND_BY_ID:
+        _enum_codes()
+    return _KIND_BY_ID.get(id(kind), 1), _STATUS_BY_ID.get(id(status_code), 0)
+
+
+def _record_span(r: tuple, hexes: Any) -> dict[str, Any]:
+    """A record's entry of a request's ``spans`` list (dicts to encode, sharing cached ones)."""
+    out: dict[str, Any] = {"traceId": hexes.trace(r[1]), "spanId": hexes.span(r[2])}
+    if r[3]:
+        out["traceState"] = r[3]
+    parent_id = r[4]
+    if parent_id is not None:
+        out["parentSpanId"] = hexes.span(parent_id)
     # As the SDK's encoder: the is-remote bits only (it leaves the W3C trace-flags byte at 0).
-    out["flags"] = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-    out["name"] = name
-    out["kind"] = _KIND_BY_ID.get(id(kind), 1)
-    out["startTimeUnixNano"] = str(start)
-    out["endTimeUnixNano"] = str(end)
+    out["flags"] = _HAS_IS_REMOTE | (_IS_REMOTE if r[5] else 0)
+    out["name"] = r[6]
+    out["kind"] = r[7]
+    out["startTimeUnixNano"] = str(r[8])
+    out["endTimeUnixNano"] = str(r[9])
+    attrs = r[10]
     if attrs:
         out["attributes"] = _attributes(attrs)
-    if dropped_attrs:
-        out["droppedAttributesCount"] = dropped_attrs
-    if events:
-        out["events"] = [
-            {"timeUnixNano": str(e.timestamp), "name": e.name,
-             **({"attributes": _attributes(e.attributes)} if e.attributes else {})}
-            for e in events
-        ]
-    dropped = s.dropped_events
-    if dropped:
-        out["droppedEventsCount"] = dropped
-    if links:
+    if r[11]:
+        out["droppedAttributesCount"] = r[11]
+    if r[12]:
+        events = []
+        for name, timestamp, e_attrs, e_dropped in r[12]:
+            event: dict[str, Any] = {"timeUnixNano": str(timestamp), "name": name}
+            if e_attrs:
+                event["attributes"] = _attributes(e_attrs)
+            if e_dropped:
+                event["droppedAttributesCount"] = e_dropped
+            events.append(event)
+        out["events"] = events
+    if r[13]:
+        out["droppedEventsCount"] = r[13]
+    if r[14]:
         items = []
-        for link in links:
-            item: dict[str, Any] = {"traceId": hexes.trace(link.context.trace_id),
-                                    "spanId": hexes.span(link.context.span_id)}
-            if link.attributes:
-                item["attributes"] = _attributes(link.attributes)
-            item["flags"] = _HAS_IS_REMOTE | (_IS_REMOTE if link.context.is_remote else 0)
+        for trace_id, span_id, is_remote, l_attrs, l_dropped in r[14]:
+            item: dict[str, Any] = {"traceId": hexes.trace(trace_id), "spanId": hexes.span(span_id)}
+            if l_attrs:
+                item["attributes"] = _attributes(l_attrs)
+            if l_dropped:
+                item["droppedAttributesCount"] = l_dropped
+            item["flags"] = _HAS_IS_REMOTE | (_IS_REMOTE if is_remote else 0)
             items.append(item)
         out["links"] = items
-    dropped = s.dropped_links
-    if dropped:
-        out["droppedLinksCount"] = dropped
-    code = _STATUS_BY_ID.get(id(status.status_code), 0)
-    if code or status.description:
+    if r[15]:
+        out["droppedLinksCount"] = r[15]
+    code, message = r[16], r[17]
+    if code or message:
         st: dict[str, Any] = {}
-        if status.description:
-            st["message"] = status.description
+        if message:
+            st["message"] = message
         if code:
             st["code"] = code
         out["status"] = st
@@ -206,38 +255,18 @@ def _span(s: ReadableSpan, hexes: _Hex | None = None) -> dict[str, Any]:
     return out
 
 
-def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
+def _span(s: "ReadableSpan", hexes: Any = None) -> dict[str, Any]:
+    return _record_span(capture(s, 0), hexes or _Hex())
+
+
+def encode_request(spans: Sequence["ReadableSpan"]) -> bytes:
     """One ``ExportTraceServiceRequest`` as compact UTF-8 OTLP/JSON (one line, no newline)."""
     return orjson.dumps(_request(spans))
 
 
-def to_otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+def to_otlp_json(spans: Sequence["ReadableSpan"]) -> dict[str, Any]:
     """The request :func:`encode_request` writes, parsed back (for tests and tools)."""
     return orjson.loads(encode_request(spans))
-
-
-class _Direct:
-    """Ids of a lone span, formatted as they come (no batch to share them with)."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def trace(trace_id: int) -> str:
-        return format(trace_id, "032x")
-
-    @staticmethod
-    def span(span_id: int) -> str:
-        return format(span_id, "016x")
-
-
-_DIRECT: Any = _Direct()
-
-
-def encode_span(span: ReadableSpan) -> bytes:
-    """One span's entry of a request's ``spans`` list, as OTLP/JSON bytes, for encoding a span
-    when it ends (:mod:`harness.span_file`); :func:`frame_request` puts such entries into
-    requests."""
-    return orjson.dumps(_span(span, _DIRECT))
 
 
 def _resource(resource: Any) -> dict[str, Any]:
@@ -253,55 +282,99 @@ def _scope(scope: Any) -> dict[str, Any]:
     return sc
 
 
-class Frame:
-    """The encoded text around one (resource, scope) group's spans in a request: built once per
-    group, so a request of encoded spans is only byte joins (see :func:`frame_request`)."""
-
-    __slots__ = ("resource_open", "resource_close", "scope_open", "scope_close")
-
-    def __init__(self, resource: Any, scope: Any) -> None:
-        self.resource_open = b'{"resource":' + orjson.dumps(_resource(resource)) + b',"scopeSpans":['
-        url = resource.schema_url if resource is not None else ""
-        self.resource_close = b"]" + (b',"schemaUrl":' + orjson.dumps(url) if url else b"") + b"}"
-        self.scope_open = (b'{"scope":' + orjson.dumps(_scope(scope)) + b","
-                           if scope is not None else b"{") + b'"spans":['
-        url = scope.schema_url if scope is not None else ""
-        self.scope_close = b"]" + (b',"schemaUrl":' + orjson.dumps(url) if url else b"") + b"}"
+def describe_group(resource: Any, scope: Any) -> tuple:
+    """A (resource, scope) pair as plain values, for another process (:class:`RecordGroups`):
+    (resource attributes, resource schema URL, scope as (name, version, schema URL, attributes)
+    or None)."""
+    r_attrs = dict(resource.attributes) if resource is not None else None
+    r_url = resource.schema_url if resource is not None else ""
+    if scope is None:
+        return (r_attrs, r_url, None)
+    s_attrs = getattr(scope, "attributes", None)
+    return (r_attrs, r_url, (scope.name, scope.version, scope.schema_url,
+                             dict(s_attrs) if s_attrs else None))
 
 
-def frame_request(resources: Sequence[Sequence[tuple[Frame, Sequence[bytes]]]], end: bytes = b"") -> bytes:
-    """One request from encoded spans: ``resources`` holds, per resource, its scopes' frames
-    (made from that resource and the scope) and their spans' :func:`encode_span` bytes; ``end``
-    is appended (a newline, for a file of lines).
+class _Described:
+    """A resource or scope rebuilt from :func:`describe_group`'s values (what the encoder reads)."""
 
-    Byte for byte what :func:`encode_request` writes for the same spans in the same grouping.
-    The pieces are joined once (a batch is megabytes: nested joins copied it four times more)."""
-    parts = [b'{"resourceSpans":[']
-    append = parts.append
-    for i, scopes in enumerate(resources):
-        if i:
-            append(b",")
-        append(scopes[0][0].resource_open)
-        for j, (frame, spans) in enumerate(scopes):
-            if j:
-                append(b",")
-            append(frame.scope_open)
-            append(b",".join(spans))
-            append(frame.scope_close)
-        append(scopes[0][0].resource_close)
-    append(b"]}")
-    if end:
-        append(end)
-    return b"".join(parts)
+    __slots__ = ("name", "version", "schema_url", "attributes")
+
+    def __init__(self, name: str, version: Any, schema_url: str, attributes: Any) -> None:
+        self.name, self.version, self.schema_url = name, version, schema_url
+        self.attributes = attributes or {}
 
 
-def _request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+class RecordGroups:
+    """The groups of an export process's records: each group's resource and scope entries are
+    encoded once, and groups whose resource (or scope) is equal share a request entry, as the
+    SDK's encoder groups equal Resources."""
+
+    def __init__(self) -> None:
+        self.groups: dict[int, tuple[Any, Any, bytes, bytes, str]] = {}
+        self.descriptions: dict[int, tuple] = {}
+        self._resources: dict[bytes, Any] = {}
+        self._scopes: dict[bytes, Any] = {}
+
+    def add(self, gid: int, description: tuple) -> None:
+        r_attrs, r_url, scope = description
+        resource = _Described("", None, r_url, r_attrs) if r_attrs is not None else None
+        key = orjson.dumps([r_attrs, r_url], option=orjson.OPT_SORT_KEYS, default=str)
+        rkey = self._resources.setdefault(key, (len(self._resources), resource))
+        scope_obj = _Described(*scope) if scope is not None else None
+        skey_text = orjson.dumps(scope, option=orjson.OPT_SORT_KEYS, default=str)
+        skey = self._scopes.setdefault(skey_text, (len(self._scopes), scope_obj))
+        service = str((r_attrs or {}).get("service.name", "?"))
+        self.groups[gid] = (rkey[0], skey[0], rkey[1], skey[1], service)
+        self.descriptions[gid] = description
+
+    def service(self, gid: int) -> str:
+        return self.groups[gid][4]
+
+    def request(self, records: Sequence[tuple]) -> dict[str, Any]:
+        """One ``ExportTraceServiceRequest`` of ``records`` (their groups added before), grouped
+        by resource, then scope, in first-seen order, as :func:`encode_request` groups spans."""
+        by_resource: dict[int, tuple[Any, dict[int, tuple[Any, list]]]] = {}
+        by_gid: dict[int, list] = {}
+        groups = self.groups
+        hexes = _Hex()
+        for r in records:
+            gid = r[0]
+            members = by_gid.get(gid)
+            if members is None:
+                rkey, skey, resource, scope, _ = groups[gid]
+                scopes = by_resource.setdefault(rkey, (resource, {}))[1]
+                members = by_gid[gid] = scopes.setdefault(skey, (scope, []))[1]
+            members.append(_record_span(r, hexes))
+        resource_spans = []
+        for resource, scopes in by_resource.values():
+            scope_spans = []
+            for scope, spans in scopes.values():
+                entry: dict[str, Any] = {}
+                if scope is not None:
+                    entry["scope"] = _scope(scope)
+                entry["spans"] = spans
+                if scope is not None and scope.schema_url:
+                    entry["schemaUrl"] = scope.schema_url
+                scope_spans.append(entry)
+            rs: dict[str, Any] = {"resource": _resource(resource), "scopeSpans": scope_spans}
+            if resource is not None and resource.schema_url:
+                rs["schemaUrl"] = resource.schema_url
+            resource_spans.append(rs)
+        return {"resourceSpans": resource_spans}
+
+    def encode(self, records: Sequence[tuple], end: bytes = b"") -> bytes:
+        """:meth:`request` as one line of compact OTLP/JSON (``end`` appended)."""
+        return orjson.dumps(self.request(records)) + end
+
+
+def _request(spans: Sequence["ReadableSpan"]) -> dict[str, Any]:
     """Spans grouped by resource, then instrumentation scope (shares cached entries: encode it,
     never hand it out)."""
-    by_resource: dict[Any, dict[Any, list[ReadableSpan]]] = {}
+    by_resource: dict[Any, dict[Any, list["ReadableSpan"]]] = {}
     # Spans of one provider share one Resource and one scope object: look them up by identity
     # first, since hashing a Resource serialises its attributes (json.dumps) on every call.
-    by_id: dict[tuple[int, int], list[ReadableSpan]] = {}
+    by_id: dict[tuple[int, int], list["ReadableSpan"]] = {}
     for s in spans:
         resource, scope = s.resource, s.instrumentation_scope
         members = by_id.get((id(resource), id(scope)))
@@ -328,7 +401,7 @@ def _request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     return {"resourceSpans": resource_spans}
 
 
-def via_protobuf(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+def via_protobuf(spans: Sequence["ReadableSpan"]) -> dict[str, Any]:
     """The same request through the SDK's protobuf encoder (slow; the reference for tests)."""
     from google.protobuf.json_format import MessageToDict
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans

@@ -7,11 +7,14 @@ feed the same exporters (see :class:`Telemetry`):
 * the run's ``spans.jsonl``, in the format of the OpenTelemetry Collector's file exporter: one
   ``ExportTraceServiceRequest`` per line in OTLP/JSON (hex ids, integer enums, lowerCamelCase
   fields), encoded by :mod:`harness.otlp_json` (checked in the tests against the SDK's protobuf
-  encoder, so the file says what an OTLP receiver would get). Each span is encoded when it ends
-  and written, batched, by :class:`harness.span_file.SpanFileWriter`'s thread through
-  :class:`OtlpJsonLinesExporter` (which is also a plain SpanExporter, for Locust's spans).
+  encoder, so the file says what an OTLP receiver would get).
 * an OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
   is set (protocol from ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``, default ``http/protobuf``).
+
+Both run in a child process (:mod:`harness.span_export`): when a span ends, the cloud's process
+only captures a record of it and ships records in batches down a pipe. Under gevent (Locust's
+tracing) they stay in this process: :class:`OtlpJsonLinesExporter` (also a plain SpanExporter)
+and the OTLP exporter behind the SDK's BatchSpanProcessor.
 
 Counters of spans started, ended and exported per service make a drop visible: after a flush,
 ``ended - exported`` is what the SDK dropped, and :meth:`Telemetry.shutdown` reports it.
@@ -20,7 +23,7 @@ Counters of spans started, ended and exported per service make a drop visible: a
 from __future__ import annotations
 
 import logging
-import os
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -38,7 +41,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from harness.otlp_json import encode_request
 from harness.propagation import BAGGAGE_STEP, HarnessPropagator, with_step  # noqa: F401 (BAGGAGE_STEP: for the services)
-from harness.span_file import SpanFileWriter
+from harness.span_export import SpanExportProcess, otlp_exporter_from_env, otlp_protocol_from_env
+from harness.span_file import LineFile
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
 from harness.tracer import HarnessTracer
 
@@ -66,28 +70,14 @@ class OtlpJsonLinesExporter(SpanExporter):
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("ab", buffering=0)
-        self._lock = threading.Lock()
+        self._file = LineFile(path)
+        self.path = self._file.path
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        ok = self.write_line(encode_request(spans))
+        ok = self._file.write_line(encode_request(spans) + b"\n")
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
-
-    def write_line(self, request: bytes, *, terminated: bool = False) -> bool:
-        """Append one encoded request and a newline (``terminated``: ``request`` ends with it
-        already); False if the file is closed already."""
-        line = request if terminated else request + b"\n"
-        with self._lock:
-            if self._fh.closed:
-                return False
-            view = memoryview(line)
-            while view:  # a regular file takes it in one write; loop only if it ever does not
-                view = view[self._fh.write(view):]
-        return True
 
     def shutdown(self) -> None:  # the owner closes the file
         pass
@@ -96,9 +86,7 @@ class OtlpJsonLinesExporter(SpanExporter):
         return True
 
     def close(self) -> None:
-        with self._lock:
-            if not self._fh.closed:
-                self._fh.close()
+        self._file.close()
 
 
 class FanOutExporter(SpanExporter):
@@ -154,7 +142,8 @@ class FanOutExporter(SpanExporter):
 
 class ServiceSpanProcessor(SpanProcessor):
     """The active span processor of a service's provider: counts the service's spans started and
-    ended, encodes ended ones into the run's spans file (:class:`SpanFileWriter`), hands them to
+    ended, hands ended ones to the run's span export process (``writer``: a
+    :class:`~harness.span_export.SpanExportProcess`, which captures a record of each), to
     the run's shared batch processors (other exporters, which get ReadableSpans) and then to any
     processor added to the provider (``TracerProvider.add_span_processor`` adds to the active
     processor: :meth:`add_span_processor`).
@@ -168,7 +157,7 @@ class ServiceSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, service: str, started: Counter, ended: Counter,
-                 batches: Sequence[SpanProcessor], writer: SpanFileWriter | None = None) -> None:
+                 batches: Sequence[SpanProcessor], writer: SpanExportProcess | None = None) -> None:
         self.service, self.started, self.ended = service, started, ended
         self.batches, self.writer = tuple(batches), writer
         self._shared = ((writer.submit,) if writer is not None else ()) + tuple(
@@ -209,26 +198,14 @@ class ServiceSpanProcessor(SpanProcessor):
         return all(flushed)
 
 
-def _otlp_exporter_from_env() -> SpanExporter | None:
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if not endpoint:
-        return None
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    )
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    elif protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    else:
-        raise ValueError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported (grpc, http/protobuf)"
-        )
-    return OTLPSpanExporter()  # reads endpoint, headers, timeout from the OTEL_* variables
+_otlp_exporter_from_env = otlp_exporter_from_env  # its old name here
+
+
+def _gevent_patched() -> bool:
+    """True under gevent's monkey-patching (Locust), where a thread blocked in a pipe read would
+    block every greenlet: exporters then stay in this process."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 #: Processors every provider gets, whichever run made it (the latency model's step ledger,
@@ -245,9 +222,11 @@ def register_span_processor(processor: SpanProcessor) -> None:
 class Telemetry:
     """Per-service tracer providers for one run, their exporters and their counters.
 
-    Every provider has one :class:`ServiceSpanProcessor`; they all feed the spans file's
-    :class:`SpanFileWriter` (one thread), one BatchSpanProcessor for ``extra_exporters`` and one
-    more for the OTLP exporter, so a slow or unreachable collector never holds up the file.
+    Every provider has one :class:`ServiceSpanProcessor`; they all feed the span export process
+    (the spans file and the OTLP exporter, see :mod:`harness.span_export`) and one
+    BatchSpanProcessor for ``extra_exporters``. ``export_process=False`` (or gevent's patching)
+    keeps the spans file and the OTLP exporter in this process, each behind a BatchSpanProcessor,
+    so a slow or unreachable collector never holds up the file.
     """
 
     def __init__(
@@ -258,40 +237,54 @@ class Telemetry:
         resource_attributes: Mapping[str, Any] | None = None,
         extra_exporters: Sequence[SpanExporter] = (),
         use_env_otlp: bool = True,
+        export_process: bool | None = None,
     ) -> None:
         self.enabled = enabled
         self.resource_attributes = dict(resource_attributes or {})
         self.started: Counter = Counter()
         self.ended: Counter = Counter()
         self.exported: Counter = Counter()
-        self.dropped: Counter = Counter()  # by the spans file's writer (a full queue)
+        self.dropped: Counter = Counter()  # by the export process (a full queue, or it died)
         self._lock = threading.Lock()
         self._providers: dict[str, TracerProvider] = {}
-        self.file_exporter: OtlpJsonLinesExporter | None = None
-        self.writer: SpanFileWriter | None = None
+        self.file_exporter: OtlpJsonLinesExporter | None = None  # in this process only
+        self.otlp_exporter: SpanExporter | None = None  # in this process only
+        self.writer: SpanExportProcess | None = None
+        spans_path = Path(run_dir) / "spans.jsonl" if enabled and run_dir is not None else None
+        self._spans_path = spans_path
+        protocol = otlp_protocol_from_env() if (enabled and use_env_otlp) else None  # bad: raises here
         exporters: list[SpanExporter] = list(extra_exporters)
-        if enabled and run_dir is not None:
-            self.file_exporter = OtlpJsonLinesExporter(Path(run_dir) / "spans.jsonl")
-            self.writer = SpanFileWriter(
-                self.file_exporter, exported=self.exported, dropped=self.dropped, lock=self._lock,
-                max_queue=MAX_QUEUE_SIZE, max_batch=MAX_EXPORT_BATCH, delay_ms=SCHEDULE_DELAY_MS)
-        otlp = _otlp_exporter_from_env() if (enabled and use_env_otlp) else None
-        self.otlp_exporter = otlp
+        if export_process is None:
+            export_process = not _gevent_patched()
+        if export_process and (spans_path is not None or protocol is not None):
+            # What is counted as exported: the spans file, else the first in-process exporter,
+            # else the OTLP one.
+            count = "file" if spans_path is not None else ("none" if exporters else "otlp")
+            self.writer = SpanExportProcess(
+                spans_path=spans_path, otlp=protocol is not None, count=count,
+                exported=self.exported, dropped=self.dropped, lock=self._lock,
+                max_queue=MAX_QUEUE_SIZE, delay_ms=SCHEDULE_DELAY_MS)
+        elif enabled:
+            if spans_path is not None:
+                self.file_exporter = OtlpJsonLinesExporter(spans_path)
+                exporters.insert(0, self.file_exporter)
+            if protocol is not None:
+                self.otlp_exporter = otlp_exporter_from_env()
         self._exporters = exporters
-        # What is counted as exported: the spans file, else the first other in-process exporter,
-        # else the OTLP one.
         self._batches: list[BatchSpanProcessor] = []
-        counts: Counter | None = self.exported if self.writer is None else None
+        counts: Counter | None = None if self.writer is not None and self.writer.counts_spans \
+            else self.exported
         if enabled and exporters:
             self._batches.append(self._batch(FanOutExporter(exporters, counts, self._lock)))
             counts = None
-        if enabled and otlp is not None:
+        if enabled and self.otlp_exporter is not None:
+            otlp = self.otlp_exporter
             self._batches.append(self._batch(
                 FanOutExporter([otlp], counts, self._lock) if counts is not None else otlp))
 
     @property
     def spans_path(self) -> Path | None:
-        return self.file_exporter.path if self.file_exporter else None
+        return self._spans_path
 
     def tracer(self, service: str, instance_id: str | None = None) -> trace.Tracer:
         """The tracer of ``service`` (one provider per service, made on first use)."""

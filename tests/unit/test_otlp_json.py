@@ -87,19 +87,46 @@ def test_enums_are_integers_and_ids_hex():
     _ = trace  # the API module is what instrumented code imports
 
 
-def test_spans_encoded_one_by_one_and_framed_make_the_same_request():
-    """The spans file's path (each span encoded when it ends, requests framed from the bytes)
-    writes byte for byte what the batch encoder writes, and that parses as the protobuf's."""
-    from harness.otlp_json import Frame, encode_request, encode_span, frame_request
+def test_records_carried_by_marshal_encode_to_the_same_request():
+    """The export process's path (a record captured when the span ends, carried by marshal, its
+    group described once) writes byte for byte what the batch encoder writes for the spans."""
+    import marshal
+
+    from harness.otlp_json import RecordGroups, capture, describe_group, encode_request
 
     spans = _spans()
-    groups: dict = {}
+    gids: dict = {}
+    groups = RecordGroups()
+    records = []
     for s in spans:
-        scopes = groups.setdefault(s.resource, {})
-        frame_spans = scopes.setdefault(s.instrumentation_scope,
-                                        (Frame(s.resource, s.instrumentation_scope), []))
-        frame_spans[1].append(encode_span(s))
-    line = frame_request([list(scopes.values()) for scopes in groups.values()])
-    assert len(groups) == 2
+        key = (id(s.resource), id(s.instrumentation_scope))
+        if key not in gids:
+            gids[key] = len(gids)
+            groups.add(gids[key], marshal.loads(marshal.dumps(
+                describe_group(s.resource, s.instrumentation_scope))))
+        records.append(capture(s, gids[key]))
+    line = groups.encode(marshal.loads(marshal.dumps(records)))
+    assert len(gids) == 2
     assert line == encode_request(spans)
     assert orjson.loads(line) == via_protobuf(spans)
+
+
+def test_equal_resources_share_one_entry():
+    """Two providers with equal resources (two groups) make one resourceSpans entry, as the SDK's
+    encoder groups equal Resources."""
+    from harness.otlp_json import RecordGroups, capture, describe_group
+
+    exporter = InMemorySpanExporter()
+    for _ in range(2):
+        provider = TracerProvider(resource=Resource.create({"service.name": "glance-api"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with provider.get_tracer("harness").start_as_current_span("s"):
+            pass
+    spans = exporter.get_finished_spans()
+    assert spans[0].resource is not spans[1].resource
+    groups = RecordGroups()
+    for gid, s in enumerate(spans):
+        groups.add(gid, describe_group(s.resource, s.instrumentation_scope))
+    data = groups.request([capture(s, gid) for gid, s in enumerate(spans)])
+    assert data == via_protobuf(spans)
+    assert len(data["resourceSpans"]) == 1 and len(data["resourceSpans"][0]["scopeSpans"]) == 1

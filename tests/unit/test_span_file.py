@@ -1,5 +1,6 @@
-"""The spans file's writer: every span ended is written once, grouped as the SDK groups, or counted
-as dropped; a flush returns only when what came before it is on disk."""
+"""The spans file, written by the span export process: every span ended is written once, grouped
+as the SDK groups, or counted as dropped; a flush returns only when what came before it is on
+disk."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from harness.otlp_json import via_protobuf
-from harness.span_file import SpanFileWriter
-from harness.telemetry import OtlpJsonLinesExporter, Telemetry
+from harness.span_export import SpanExportProcess
+from harness.telemetry import Telemetry
 
 
 def _ended_spans(n: int, services=("nova-api", "keystone")):
@@ -32,42 +33,55 @@ def _ended_spans(n: int, services=("nova-api", "keystone")):
 
 def _writer(tmp_path, **kw):
     counts = {"exported": Counter(), "dropped": Counter()}
-    args = {"max_queue": 1000, "max_batch": 64, "delay_ms": 10_000, **kw}
-    exporter = OtlpJsonLinesExporter(tmp_path / "spans.jsonl")
-    writer = SpanFileWriter(exporter, lock=threading.Lock(), **counts, **args)
-    return writer, exporter, counts
+    args = {"max_queue": 1000, "send_batch": 64, "delay_ms": 10_000, **kw}
+    writer = SpanExportProcess(spans_path=tmp_path / "spans.jsonl", otlp=False, count="file",
+                               lock=threading.Lock(), **counts, **args)
+    return writer, counts
+
+
+def _lines(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
+
+
+def _span_ids(request):
+    return [sp["spanId"] for rs in request["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
 
 
 def test_lines_are_batches_grouped_by_resource_and_the_same_as_the_protobuf_encoder(tmp_path):
     spans = _ended_spans(150)
-    writer, exporter, counts = _writer(tmp_path)
+    writer, counts = _writer(tmp_path)
     for s in spans:
         writer.submit(s)
     assert writer.force_flush(10_000)
     writer.shutdown()
-    exporter.close()
-    lines = (tmp_path / "spans.jsonl").read_text().splitlines()
-    assert len(lines) == 3  # 64 + 64 + 22
-    got = [json.loads(line) for line in lines]
-    for i, request in enumerate(got):
-        assert request == via_protobuf(spans[i * 64:(i + 1) * 64])
-        assert [a["value"]["stringValue"] for rs in request["resourceSpans"]
-                for a in rs["resource"]["attributes"] if a["key"] == "service.name"
-                ] == ["nova-api", "keystone"]
+    got = _lines(tmp_path)
+    assert 3 <= len(got) <= 6  # batches of at most 64, sent as the queue fills (and at the flush)
+    order = [format(s.context.span_id, "016x") for s in spans]
+    written = 0
+    for request in got:
+        ids = _span_ids(request)
+        assert 0 < len(ids) <= 64
+        batch = spans[written:written + len(ids)]  # lines are consecutive runs of ended spans
+        assert set(ids) == set(order[written:written + len(ids)])
+        assert request == via_protobuf(batch)  # each line says what the SDK's encoder says
+        written += len(ids)
+        services = [a["value"]["stringValue"] for rs in request["resourceSpans"]
+                    for a in rs["resource"]["attributes"] if a["key"] == "service.name"]
+        assert sorted(services) == sorted(set(services))  # one entry per resource
+    assert written == len(spans)
     assert counts["exported"] == {"nova-api": 75, "keystone": 75} and not counts["dropped"]
 
 
 def test_a_full_queue_counts_the_drops_and_a_flush_writes_the_rest(tmp_path):
     spans = _ended_spans(50, services=("nova-api",))
-    writer, exporter, counts = _writer(tmp_path, max_queue=20, max_batch=1000)
-    for s in spans:  # the thread sleeps 10 s and no batch is full: the queue fills
+    writer, counts = _writer(tmp_path, max_queue=20, send_batch=1000)
+    for s in spans:  # the sender sleeps 10 s and no batch is full: the queue fills
         writer.submit(s)
     assert counts["dropped"] == {"nova-api": 30}
     assert writer.force_flush(10_000)
     assert counts["exported"] == {"nova-api": 20}
     writer.shutdown()
     writer.submit(spans[0])  # after shutdown: dropped, never written
-    exporter.close()
     assert counts["dropped"] == {"nova-api": 31}
     assert (tmp_path / "spans.jsonl").read_text().count('"spanId"') == 20
 
