@@ -81,6 +81,8 @@ async def prepare(path: Path, *, fast: bool, hosts: int, rounds: int) -> tuple[N
         "image_cache.add (SELECT, already there)": lambda i: image_cache.add(db, "compute-1", "cirros"),
         f"node_columns ({hosts} rows x 17)": lambda i: providers.node_columns(db),
         "get_node (SELECT 1 node)": lambda i: providers.get_node(db, f"compute-{i % hosts + 1}"),
+        "list_instances (watcher poll, 64 rows)": lambda i: db.list_instances(
+            project_id="demo", changed_since=0.0, vm_states={"active", "error"}, limit=64),
         "count_instances (SELECT count)": lambda i: db.count_instances("demo"),
     }
     return db, ops

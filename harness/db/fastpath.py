@@ -70,6 +70,8 @@ class Plan:
     #: (column index, result processor) for the columns SQLAlchemy converts
     result_procs: tuple[tuple[int, Callable[[Any], Any]], ...]
     row_class: type | None
+    #: the same processors by result key (for rows read as mappings)
+    named_procs: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
 
     def arguments(self, params: Mapping[str, Any] | None) -> tuple:
         out = []
@@ -159,7 +161,8 @@ def make_plan(stmt: Any, params: Mapping[str, Any] | None, dialect: Dialect) -> 
             if proc is not None:
                 result_procs.append((i, proc))
         row_class = _row_class(keys_out)
-    return Plan(sql, tuple(binds), keys_out, tuple(result_procs), row_class)
+    named = tuple((keys_out[i], proc) for i, proc in result_procs) if keys_out else ()
+    return Plan(sql, tuple(binds), keys_out, tuple(result_procs), row_class, named)
 
 
 def _default_getter(default: Any) -> Callable[[], Any]:
@@ -283,8 +286,15 @@ class FastResult:
         return _Values([r[0] for r in self._fetched()])
 
     def mappings(self) -> "_Values":
+        """Rows as plain dicts (SQLAlchemy's ``RowMapping``s, which the callers copy into dicts)."""
         keys = self._plan.keys
-        return _Values([dict(zip(keys, r)) for r in self._fetched()])  # type: ignore[arg-type]
+        rows = [dict(zip(keys, r)) for r in self._raw()]  # type: ignore[arg-type]
+        named = self._plan.named_procs
+        if named:
+            for row in rows:
+                for key, proc in named:
+                    row[key] = proc(row[key])
+        return _Values(rows)
 
 
 class _Values:
@@ -358,7 +368,7 @@ class FastConnection:
         return self.sa.dialect
 
     def execute(self, stmt: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> Any:
-        if id(stmt) in _PREBUILT and (params is None or isinstance(params, Mapping)):
+        if id(stmt) in _PREBUILT and (params is None or type(params) is dict or isinstance(params, Mapping)):
             plan = self._plans.get(stmt, params)
             if plan is not None:
                 return self._run(plan, params)

@@ -410,7 +410,8 @@ _SET_HOST = prebuilt(update(instances).where(instances.c.uuid == bindparam("b_uu
 
 
 def _q_rows(conn: Conn, stmt: Any, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(stmt, params).mappings()]
+    rows = conn.execute(stmt, params).mappings()
+    return [r if type(r) is dict else dict(r) for r in rows]  # the fast path's rows are fresh dicts
 
 
 @functools.lru_cache(maxsize=None)  # one per combination of filters used (a few in practice)
@@ -452,7 +453,7 @@ _GET_LIVE_INSTANCE = prebuilt(select(instances).where(
 
 def _q_first(conn: Conn, stmt: Any, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     row = conn.execute(stmt, params).mappings().first()
-    return dict(row) if row else None
+    return row if type(row) is dict or row is None else dict(row)  # the fast path's rows are fresh dicts
 
 
 def _q_get_flavor(conn: Conn, flavor_id: str) -> dict[str, Any] | None:
