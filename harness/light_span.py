@@ -298,6 +298,5 @@ def links_for(links: Sequence[Link], settings: Settings) -> tuple[tuple[Link, ..
                 limits.max_link_attributes, link.attributes,
                 max_value_len=limits.max_attribute_length, immutable=True)
             valid.append(link)
-    keep = settings.max_links
-    dropped = max(0, len(valid) - keep)
-    return tuple(valid[dropped:]) if keep else (), dropped if keep else len(valid)
+    dropped = max(0, len(valid) - settings.max_links)
+    return tuple(valid[dropped:]), dropped

@@ -27,8 +27,15 @@ generator-based context managers): start, make current through the context varia
 that is an ``Exception`` (not a ``BaseException`` such as a cancellation, as ``use_span``
 decides), set the ERROR status, detach, end. Also a decorator (a new span per call).
 
-Figures (``python bench/span_record.py``, 2-core box, best of 7 runs of 20,000): start + 7
-attributes + 2 late ones + end: SDK 20.6 us, fast 11.7 us, light see ``bench/RESULTS.md``.
+``HARNESS_TRACER_PATH=sdk`` (or ``fast``) caps the path for a process, to rule the harness's own
+span types out when a trace looks wrong.
+
+Figures (``python bench/span_record.py``, 2-core box shared with other work, best of 7 runs of
+20,000 spans, a service's provider without the spans file): start + 7 attributes + 2 late ones +
+end: SDK 21.1 us, fast 11.7 us, light 4.1 us; ``start_as_current_span`` with 8 attributes: SDK
+25.0, fast 12.0, light 4.9 us. In the cloud (``bench/bench_capacity.py --boots 400 --concurrency
+64``, three runs each, interleaved): 11.1 -> 9.8 ms of CPU a boot with the light spans and the
+propagator's one-copy contexts.
 At first use :func:`harness.tracer_check.self_check` builds the same spans each way and compares
 every field a processor or exporter reads; a path that differs turns itself off with a warning.
 """
@@ -322,10 +329,17 @@ class HarnessTracer(trace.Tracer):
             attrs = attributes.copy()
         else:
             attrs = {}
-        sdk_decides, parent = self._parent(context)
-        if sdk_decides:
-            return self._sdk_start(name, context, kind, attributes, links, start_time,
-                                   record_exception, set_status_on_exception)
+        # the parent, as self._parent finds it (inline: one call less per span)
+        current = (_cv_get() if context is None else context).get(_SPAN_KEY)
+        if current is None:
+            parent = None
+        elif type(current) is LightSpan and current.context[5] and current.context[3] & 1:
+            parent = current.context  # valid and sampled: a light span's are, unless ids are odd
+        else:
+            sdk_decides, parent = self._parent(context)
+            if sdk_decides:
+                return self._sdk_start(name, context, kind, attributes, links, start_time,
+                                       record_exception, set_status_on_exception)
         if parent is None:  # the trace id first, then the span id: the SDK's draw order
             if self._random_ids:
                 trace_id = _getrandbits(128) or self._ids.generate_trace_id()
