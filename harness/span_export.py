@@ -7,10 +7,13 @@ OTLP exporter when a collector is configured, all under the cloud's GIL. Here:
 * when a span ends, :meth:`SpanExportProcess.submit` (on the span's thread, the event loop's)
   takes a record of plain values (:func:`harness.otlp_json.capture`: ids as ints, the attributes
   dict, events, links, status, a small int for the span's (resource, scope) group) and queues it;
-* a sender thread marshals queued records in batches of :data:`SEND_BATCH` and writes them,
-  length-prefixed, to the stdin pipe of ``python -m harness.span_export`` (this module's
-  :func:`main`). ``marshal`` rather than ``pickle``: the records are plain values only, and
-  marshal is the cheaper of the two here (see the figures in ``bench/RESULTS.md``);
+* every :data:`SEND_BATCH` records, ``submit`` marshals the batch (on the event loop's thread:
+  the records are still in its CPU's caches, where a sender thread on the other core paid ~3 us a
+  span to read them back, against ~1 us here) and leaves the bytes to a sender thread, which
+  writes them, length-prefixed, to the stdin pipe of ``python -m harness.span_export`` (this
+  module's :func:`main`), and sends what is left every ``delay_ms`` and at a flush. ``marshal``
+  rather than ``pickle``: the records are plain values only, and marshal is as cheap (0.8 us a
+  span either in a micro-benchmark) without pickle's generality;
 * the child encodes each batch as one line of the run's ``spans.jsonl`` (:mod:`harness.span_file`,
   the same encoder as before, so the file says byte for byte what it said) and, when
   ``OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT`` is set, rebuilds the SDK's ``ReadableSpan`` and hands
@@ -58,6 +61,10 @@ log = logging.getLogger(__name__)
 #: Records per message to the child (one line of the spans file each). Small enough that the
 #: records waiting in the parent (tuples and dicts the garbage collector scans) stay few.
 SEND_BATCH = 256
+#: How often the sender looks for packed batches. It polls rather than being woken by
+#: ``submit``: an ``Event.set`` per batch on the event loop's thread cost more than 20 looks a
+#: second (a flush wakes it at once).
+POLL_S = 0.05
 _HEADER = struct.Struct("<I")
 #: Seconds between the child's unasked reports of what it exported.
 REPORT_INTERVAL_S = 1.0
@@ -149,9 +156,14 @@ class SpanExportProcess:
         self._services: list[str] = []  # by group
         self._descriptions: list[tuple] = []  # by group; sent before the first record of each
         self._keep: list[tuple[Any, Any]] = []  # the (resource, scope) of each group: ids stay theirs
-        self._described = 0  # groups the child knows (sender thread)
+        self._described = 0  # groups described in packed batches so far
         self._register_lock = threading.Lock()
         self._send_lock = threading.Lock()
+        self._pack_lock = threading.Lock()
+        self._outbox: deque[bytes] = deque()  # packed batches, for the sender to write
+        # at most max_queue records packed and waiting for the pipe (a slow child): beyond, they
+        # stay queued, and the queue's bound drops them
+        self._max_outbox = max(1, max_queue // send_batch)
         self._flush_lock = threading.Lock()
         self._flush_requests: list[int] = []
         self._flush_waiters: dict[int, threading.Event] = {}
@@ -198,8 +210,33 @@ class SpanExportProcess:
             self._dropped[self._services[gid]] += 1
             return
         queue.append(capture(span, gid))
-        if len(queue) == self.send_batch:  # a full batch waits for nobody
-            self._wake.set()
+        if (len(queue) >= self.send_batch and len(self._outbox) < self._max_outbox
+                and self._pack_lock.acquire(False)):  # not while the sender packs
+            try:
+                self._pack(self.send_batch)
+            finally:
+                self._pack_lock.release()
+
+    def _pack(self, n: int) -> None:
+        """Marshal the next ``n`` queued records, in batches, into the outbox (``_pack_lock``
+        held: the groups the child knows and the batches' order are shared)."""
+        popleft = self._queue.popleft
+        while n > 0:
+            batch = [popleft() for _ in range(min(n, self.send_batch))]
+            n -= len(batch)
+            counts = Counter(map(itemgetter(0), batch))
+            if self._lost is not None:
+                self._count_dropped(counts)
+                continue
+            known, self._described = self._described, len(self._descriptions)
+            groups = [(g, self._descriptions[g]) for g in range(known, self._described)]
+            with self._counts_lock:
+                self._sent.update(counts)
+            try:
+                message = marshal.dumps((SPANS, groups, batch))
+            except ValueError:  # a value of a type marshal cannot carry (not from our spans)
+                message = marshal.dumps((SPANS, groups, _plain(batch)))
+            self._outbox.append(message)
 
     def _register(self, resource: Any, scope: Any) -> int:
         with self._register_lock:
@@ -216,35 +253,31 @@ class SpanExportProcess:
     # -- the sender thread ------------------------------------------------------------------
 
     def _send_loop(self) -> None:
+        last = time.monotonic()
         while True:
-            self._wake.wait(self._delay)
-            self._wake.clear()
-            self._send()
+            asked = self._wake.wait(POLL_S)  # set by force_flush and shutdown only
+            if asked:
+                self._wake.clear()
+            now = time.monotonic()
+            due = now - last >= self._delay
+            if asked or due or self._outbox:
+                self._send(everything=asked or due or self._stopping)
+                last = now
             if self._stopping:
                 return
 
-    def _send(self) -> None:
-        """Send everything queued so far, then the flushes asked for before."""
+    def _send(self, everything: bool = True) -> None:
+        """Write the packed batches (``everything``: and pack and write the records still
+        queued), then the flushes asked for before: every span submitted before a flush was
+        asked is then packed and written before the flush."""
         with self._send_lock:
             with self._flush_lock:
                 flushes, self._flush_requests = self._flush_requests, []
-            queue, popleft = self._queue, self._queue.popleft
-            while queue:
-                batch = [popleft() for _ in range(min(len(queue), self.send_batch))]
-                counts = Counter(map(itemgetter(0), batch))
-                if self._lost is not None:
-                    self._count_dropped(counts)
-                    continue
-                # groups after the batch: every record's group was complete before it was queued
-                known, self._described = self._described, len(self._descriptions)
-                groups = [(g, self._descriptions[g]) for g in range(known, self._described)]
-                with self._counts_lock:
-                    self._sent.update(counts)
-                try:
-                    message = marshal.dumps((SPANS, groups, batch))
-                except ValueError:  # a value of a type marshal cannot carry (not the SDK's)
-                    message = marshal.dumps((SPANS, groups, _plain(batch)))
-                self._write(message)
+            if everything or flushes:
+                with self._pack_lock:
+                    self._pack(len(self._queue))
+            while self._outbox:
+                self._write(self._outbox.popleft())
             for token in flushes:
                 self._write(marshal.dumps((FLUSH, token)))
 
