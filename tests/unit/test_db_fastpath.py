@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import exc
+from sqlalchemy import bindparam, event, exc, select
 from sqlalchemy.engine import Connection
 
 from harness.db import NovaDB, Resources, groups, image_cache, providers
@@ -225,7 +225,7 @@ async def test_fast_path_results_identical_to_sqlalchemy(tmp_path: Path, monkeyp
 
 def test_plan_matches_sqlalchemy_compilation() -> None:
     """A plan's SQL and parameters are what SQLAlchemy sends for the same execution."""
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import create_engine
 
     engine = create_engine("sqlite://")
     sent: list[tuple[str, tuple]] = []
@@ -262,3 +262,45 @@ def test_statement_built_per_call_is_not_prebuilt() -> None:
     s = instances.select()
     assert not is_prebuilt(s)
     assert is_prebuilt(prebuilt(s)) and not is_prebuilt(s.where(instances.c.uuid == "x"))
+
+
+_BY_IDS = prebuilt(select(instances.c.uuid).where(instances.c.uuid.in_(bindparam("ids", expanding=True)))
+                   .order_by(instances.c.uuid))
+
+
+def _q_by_ids(conn: Any, ids: list[str]) -> list[str]:
+    return [r.uuid for r in conn.execute(_BY_IDS, {"ids": ids})]
+
+
+async def test_what_a_plan_cannot_reproduce_runs_through_sqlalchemy(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IN list given at execution changes the SQL per call: SQLAlchemy runs it, same transaction."""
+    spy = _SASpy(monkeypatch)
+    db = NovaDB(f"sqlite:///{tmp_path}/x.db", shared=False)
+    try:
+        await db.create_schema()
+        for u in "abc":
+            await db.create_instance(_instance(u))
+        before = spy.prebuilt
+        assert await db._read(_q_by_ids, ["c", "a"]) == ["a", "c"]
+        assert await db._read(_q_by_ids, ["b"]) == ["b"]
+        assert spy.prebuilt == before + 2
+    finally:
+        await db.close()
+
+
+async def test_engine_events_see_every_statement(tmp_path: Path) -> None:
+    """Cursor events (instrumentation) only fire when SQLAlchemy runs the statement: with a
+    listener attached the runner uses SQLAlchemy for everything."""
+    db = NovaDB(f"sqlite:///{tmp_path}/x.db", shared=False)
+    seen: list[str] = []
+    try:
+        await db.create_schema()
+        await db.create_instance(_instance("a"))
+        event.listen(db._runner.engine, "before_cursor_execute",
+                     lambda conn, cur, sql, params, ctx, many: seen.append(sql.split()[0]))
+        assert (await db.get_instance("a"))["uuid"] == "a"
+        assert await db.update_instance("a", {"progress": 3})
+        assert seen == ["SELECT", "UPDATE"]
+    finally:
+        await db.close()
