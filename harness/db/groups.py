@@ -14,8 +14,9 @@ import time
 import uuid as uuidlib
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Float, String, Table, and_, func, insert, select, update
+from sqlalchemy import JSON, Boolean, Column, Float, String, Table, and_, bindparam, func, insert, select, update
 
+from harness.db.fastpath import prebuilt
 from harness.db.models import instances, metadata
 from harness.db.store import NovaDB
 
@@ -45,7 +46,7 @@ async def create_group(db: NovaDB, *, name: str, project_id: str, user_id: str, 
                        rules: dict[str, Any]) -> dict[str, Any]:
     row = {"uuid": str(uuidlib.uuid4()), "name": name, "project_id": project_id, "user_id": user_id,
            "policy": policy, "rules": dict(rules), "created_at": time.time(), "deleted": False}
-    await db._write(_q_insert, instance_groups, [row])
+    await db._write(_q_insert_one, _INSERT_GROUP, row)
     return row
 
 
@@ -62,8 +63,8 @@ async def delete_group(db: NovaDB, group_uuid: str) -> bool:
 
 
 async def add_member(db: NovaDB, group_uuid: str, instance_uuid: str) -> None:
-    await db._write(_q_insert, instance_group_members,
-                    [{"instance_uuid": instance_uuid, "group_uuid": group_uuid, "created_at": time.time()}])
+    await db._write(_q_insert_one, _INSERT_MEMBER,
+                    {"instance_uuid": instance_uuid, "group_uuid": group_uuid, "created_at": time.time()})
 
 
 async def members(db: NovaDB, group_uuid: str) -> list[str]:
@@ -82,15 +83,40 @@ async def group_of(db: NovaDB, instance_uuid: str) -> str | None:
 
 # -- query functions (one transaction each, run by the store's runner) ----------------------------
 
-def _q_insert(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
-    conn.execute(insert(table), rows)
+# The statements a boot in a group runs (the scheduler reads the group and its members' hosts per
+# request), built once: on SQLite they run from a plan on the driver (harness.db.fastpath).
+_g, _m, _i = instance_groups.c, instance_group_members.c, instances.c
+_INSERT_GROUP = prebuilt(insert(instance_groups))
+_INSERT_MEMBER = prebuilt(insert(instance_group_members))
+_GET_GROUP = prebuilt(select(instance_groups).where(and_(_g.uuid == bindparam("group_uuid"), _g.deleted.is_(False))))
+_GROUP_OF = prebuilt(select(_m.group_uuid).where(_m.instance_uuid == bindparam("instance_uuid")))
+
+
+def _live_members() -> Any:
+    return (select(_m.instance_uuid, _i.host)
+            .join(instances, _i.uuid == _m.instance_uuid)
+            .where(and_(_m.group_uuid == bindparam("group_uuid"), _i.deleted.is_(False))))
+
+
+def _member_hosts_stmt(exclude: bool) -> Any:
+    live = _live_members().where(_i.host.is_not(None))
+    if exclude:
+        live = live.where(_m.instance_uuid != bindparam("exclude"))
+    sub = live.subquery()
+    return select(sub.c.host, func.count()).group_by(sub.c.host)
+
+
+_MEMBERS = prebuilt(_live_members().order_by(_m.created_at))
+_MEMBER_HOSTS = {False: prebuilt(_member_hosts_stmt(False)), True: prebuilt(_member_hosts_stmt(True))}
+
+
+def _q_insert_one(conn: Any, stmt: Any, row: dict[str, Any]) -> None:
+    conn.execute(stmt, row)
 
 
 def _q_get_group(conn: Any, group_uuid: str) -> dict[str, Any] | None:
-    g = instance_groups.c
-    row = conn.execute(select(instance_groups).where(and_(g.uuid == group_uuid, g.deleted.is_(False)))
-                       ).mappings().first()
-    return dict(row) if row else None
+    row = conn.execute(_GET_GROUP, {"group_uuid": group_uuid}).mappings().first()
+    return row if type(row) is dict or row is None else dict(row)
 
 
 def _q_list_groups(conn: Any, project_id: str | None) -> list[dict[str, Any]]:
@@ -110,27 +136,14 @@ def _q_delete_group(conn: Any, group_uuid: str) -> bool:
     return done
 
 
-def _live_members(group_uuid: str) -> Any:
-    m, i = instance_group_members.c, instances.c
-    return (select(m.instance_uuid, i.host)
-            .join(instances, i.uuid == m.instance_uuid)
-            .where(and_(m.group_uuid == group_uuid, i.deleted.is_(False))))
-
-
 def _q_members(conn: Any, group_uuid: str) -> list[str]:
-    q = _live_members(group_uuid).order_by(instance_group_members.c.created_at)
-    return [r.instance_uuid for r in conn.execute(q)]
+    return [r.instance_uuid for r in conn.execute(_MEMBERS, {"group_uuid": group_uuid})]
 
 
 def _q_member_hosts(conn: Any, group_uuid: str, exclude: str | None) -> dict[str, int]:
-    live = _live_members(group_uuid).where(instances.c.host.is_not(None))
-    if exclude is not None:
-        live = live.where(instance_group_members.c.instance_uuid != exclude)
-    sub = live.subquery()
-    rows = conn.execute(select(sub.c.host, func.count()).group_by(sub.c.host))
+    rows = conn.execute(_MEMBER_HOSTS[exclude is not None], {"group_uuid": group_uuid, "exclude": exclude})
     return {host: int(n) for host, n in rows}
 
 
 def _q_group_of(conn: Any, instance_uuid: str) -> str | None:
-    m = instance_group_members.c
-    return conn.execute(select(m.group_uuid).where(m.instance_uuid == instance_uuid)).scalar_one_or_none()
+    return conn.execute(_GROUP_OF, {"instance_uuid": instance_uuid}).scalar_one_or_none()

@@ -105,7 +105,7 @@ async def _script(db: NovaDB) -> list[tuple[str, Any]]:
     await rec("claim", db.claim(uuids[0], "node-1", node["generation"], res, az="az1"))
     await rec("claim stale generation", db.claim(uuids[1], "node-1", node["generation"], res, az="az1"))
     await rec("claim too big", db.claim(uuids[1], "node-0", 0, Resources(8, 1024, 1), az="az1"))
-    await rec("claim oversubscribed", db.claim(uuids[1], "node-2", 0, Resources(40, 1024, 1), az="az2"))
+    await rec("claim cpu ratio", db.claim(uuids[1], "node-2", 0, Resources(40, 1024, 1), az="az2"))  # 4 x 16
     await rec("after claims", providers.node_columns(db))
     await rec("claimed instance", db.get_instance(uuids[0]))
     await rec("allocations", db.allocations_by_host())
@@ -151,7 +151,11 @@ async def _script(db: NovaDB) -> list[tuple[str, Any]]:
                                   rules={"max_server_per_host": 2})
     await groups.add_member(db, g["uuid"], uuids[0])
     await rec("group", groups.get_group(db, g["uuid"]))
+    await groups.add_member(db, g["uuid"], uuids[1])
     await rec("member hosts", groups.member_hosts(db, g["uuid"]))
+    await rec("member hosts but", groups.member_hosts(db, g["uuid"], exclude=uuids[1]))
+    await rec("members", groups.members(db, g["uuid"]))
+    await rec("groups", groups.list_groups(db, "p1"))
     await rec("group of", groups.group_of(db, uuids[0]))
 
     await rec("free", db.free(uuids[0]))
@@ -221,6 +225,9 @@ async def test_fast_path_results_identical_to_sqlalchemy(tmp_path: Path, monkeyp
     assert results["list next page"][0]["uuid"] not in {r["uuid"] for r in results["list page"]}
     assert [r["vm_state"] for r in results["list changes"]] == ["active"]
     assert results["list name status"] and results["list changes before"] and results["list no states"] == []
+    assert results["claim cpu ratio"] is True and results["claim too big"] is False
+    assert results["member hosts"] == {"node-1": 1, "node-2": 1} and len(results["members"]) == 2
+    assert results["member hosts but"] == {"node-1": 1}
 
 
 def test_plan_matches_sqlalchemy_compilation() -> None:
