@@ -80,13 +80,6 @@ else:  # another runtime context (OTEL_PYTHON_CONTEXT): through the API
                                    otel_context.detach)
 
 
-def _detach(token: Any) -> None:
-    try:
-        _cv_reset(token)
-    except Exception:  # as the API's detach: logged, never raised
-        _context_log.exception("Failed to detach context")
-
-
 class CurrentSpan:
     """``with tracer.start_as_current_span(...) as span``: the span starts on entry (as the SDK's
     does), is current inside, ends on exit. Also a decorator, a new span per call."""
@@ -118,7 +111,10 @@ class CurrentSpan:
                  tb: object) -> bool:
         span = self._span
         try:
-            _detach(self._token)
+            try:  # as the API's detach: a failure is logged, never raised
+                _cv_reset(self._token)
+            except Exception:
+                _context_log.exception("Failed to detach context")
             if isinstance(exc, Exception) and span.is_recording():
                 if self._record_exception:
                     span.record_exception(exc)
