@@ -1,18 +1,21 @@
 """SDK spans -> OTLP/JSON (``ExportTraceServiceRequest``), as the Collector's file exporter writes it.
 
-Written by hand for speed, not convenience: it runs in the cloud's process (when a span ends, see
-:mod:`harness.span_file`, or in a BatchSpanProcessor's thread, which shares the GIL with the
-cloud's event loop), and going through the SDK's protobuf encoder and
+Written by hand for speed, not convenience: going through the SDK's protobuf encoder and
 ``MessageToDict`` cost about as much CPU as the spans themselves. The mapping follows the OTLP/JSON
 rules: ids as lowercase hex, enums as integers, 64-bit integers as strings, lowerCamelCase names,
 default values left out. :func:`via_protobuf` is the reference the tests compare with.
 
+Two halves, so the encoding can run in another process (:mod:`harness.span_export`):
+:func:`capture` takes a record of plain values from an ended span (in the cloud's process, when
+the span ends), and :class:`RecordGroups` encodes batches of records (in the export process, which
+imports neither the SDK nor the API: this module imports them only on first use).
+:func:`encode_request` does both for a batch of ReadableSpans (an in-process exporter's path).
+
 Per span (9 attributes, two of them ids, the cloud's GC settings, 2,048 spans a batch, 2-core test
-box): the first version cost ~13.8 us; reading the SDK's ReadableSpan fields directly, walking a
-plain copy of the attributes, formatting each id once per batch, looking enums up by identity and
-reusing the encoded entries of repeated attributes brought it to ~7.3 us. The rest is the dicts
-themselves; a bytes-building encoder was tried and cost twice as much (``bytes %`` formatting and
-many small objects).
+box): the first version cost ~13.8 us; walking a plain copy of the attributes, formatting each id
+once per batch, looking enums up by identity and reusing the encoded entries of repeated
+attributes brought it to ~7.3 us. The rest is the dicts themselves; a bytes-building encoder was
+tried and cost twice as much (``bytes %`` formatting and many small objects).
 """
 
 from __future__ import annotations

@@ -137,3 +137,29 @@ def test_the_service_processor_is_the_providers_active_one_and_serves_added_proc
     counts = tel.shutdown()
     assert recorder.events == ["start outer", "start inner", "end inner", "end outer", "shutdown"]
     assert counts["nova-api"] == {"started": 2, "ended": 2, "exported": 2, "dropped": 0}
+
+
+def test_a_value_marshal_cannot_carry_is_written_as_the_encoder_shows_it(tmp_path):
+    """A span type that does not clean its attributes (ReadableSpan made by hand) may hold any
+    object: the batch still reaches the file, the value as its str, as the in-process encoder
+    writes it."""
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from harness.otlp_json import encode_request
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd value"
+
+    base = _ended_spans(2, services=("nova-api",))
+    spans = [ReadableSpan(name=s.name, context=s.context, parent=s.parent, resource=s.resource,
+                          attributes={"odd": Odd(), "ok": 1}, kind=s.kind, start_time=s.start_time,
+                          end_time=s.end_time, instrumentation_scope=s.instrumentation_scope)
+             for s in base]
+    writer, counts = _writer(tmp_path)
+    for s in spans:
+        writer.submit(s)
+    assert writer.force_flush(10_000)
+    writer.shutdown()
+    assert (tmp_path / "spans.jsonl").read_bytes() == encode_request(spans) + b"\n"
+    assert counts["exported"] == {"nova-api": 2}
