@@ -51,6 +51,8 @@ async def prepare(path: Path, *, fast: bool, hosts: int, rounds: int) -> tuple[N
     await db.seed(host_rows(hosts))
     for i in range(rounds):
         await db.create_instance(instance_row(i))
+    for i in range(64):  # a project of its own for the list: 64 servers, as a watcher's page
+        await db.create_instance({**instance_row(10**6 + i), "project_id": "watch", "vm_state": "active"})
     await image_cache.add(db, "compute-1", "cirros")
     gens: dict[str, int] = {}
     res = Resources(1, 512, 1)
@@ -81,8 +83,8 @@ async def prepare(path: Path, *, fast: bool, hosts: int, rounds: int) -> tuple[N
         "image_cache.add (SELECT, already there)": lambda i: image_cache.add(db, "compute-1", "cirros"),
         f"node_columns ({hosts} rows x 17)": lambda i: providers.node_columns(db),
         "get_node (SELECT 1 node)": lambda i: providers.get_node(db, f"compute-{i % hosts + 1}"),
-        "list_instances (watcher poll, 64 rows)": lambda i: db.list_instances(
-            project_id="demo", changed_since=0.0, vm_states={"active", "error"}, limit=64),
+        "list_instances (64 rows, JSON+bool)": lambda i: db.list_instances(
+            project_id="watch", vm_states={"active", "error"}, limit=1000),
         "count_instances (SELECT count)": lambda i: db.count_instances("demo"),
     }
     return db, ops
