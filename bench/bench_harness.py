@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +34,7 @@ import plain_http  # noqa: E402
 import numpy as np  # noqa: E402
 
 from harness import aio  # noqa: E402
-from harness.latency import MODELED_DELAY_ATTR, OVERRUN_ATTR, load_profile  # noqa: E402
+from harness.latency import COMPENSATION_ATTR, MODELED_DELAY_ATTR, OVERRUN_ATTR, load_profile  # noqa: E402
 from harness.steps import CATALOGUE, Step  # noqa: E402
 
 
@@ -112,9 +113,11 @@ def fidelity(profile: str, *, boots: int, concurrency: int, keep_dir: Path | Non
     from analysis.load import load_spans
 
     model = load_profile(profile)
+    load_before = os.getloadavg()[0]  # the box's other work: a late wake-up's usual cause
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = keep_dir or Path(tmp)
         run = _capacity(True, boots=boots, concurrency=concurrency, profile=profile, keep_dir=run_dir)
+        load_after = os.getloadavg()[0]
         spans = load_spans(run_dir)
     own = np.asarray(_own_time_ms(spans))
     # Time the model adds on purpose beside the step's delay: queue wait inside receive spans
@@ -122,6 +125,7 @@ def fidelity(profile: str, *, boots: int, concurrency: int, keep_dir: Path | Non
     own = own - _column(spans, "messaging.harness.queue_wait_ms")
     drawn = _column(spans, MODELED_DELAY_ATTR, np.nan)
     overrun = _column(spans, OVERRUN_ATTR, np.nan)
+    aim = _column(spans, COMPENSATION_ATTR)
     scan_ms = model.costs.get("scheduler_ms_per_host", 0.0) * FIDELITY_HOSTS
     rows = {}
     steps = spans["step"].to_numpy()
@@ -141,7 +145,9 @@ def fidelity(profile: str, *, boots: int, concurrency: int, keep_dir: Path | Non
                            # move a median of uniform or lognormal draws by several %
                            "span_ratio_median": round(float(np.nanmedian(per_span)), 4),
                            "spans_within_2pct": round(float(np.nanmean(np.abs(per_span - 1) <= 0.02)), 3),
-                           "overruns": int(np.count_nonzero(~np.isnan(overrun[sel])))}
+                           "overruns": int(np.count_nonzero(~np.isnan(overrun[sel]))),
+                           # how much earlier the model aimed the step's end (harness.latency)
+                           "compensation_ms": round(float(np.median(aim[sel])), 3)}
     ratios = [r["ratio"] for r in rows.values()]
     span_ratios = [r["span_ratio_median"] for r in rows.values()]
     worst = max(rows.items(), key=lambda kv: abs(kv[1]["ratio"] - 1))
@@ -149,12 +155,25 @@ def fidelity(profile: str, *, boots: int, concurrency: int, keep_dir: Path | Non
     # it fires, so step timing holds while this is low ("below saturation": well under 1).
     busy = run["cpu_ms_per_boot"] * run["boots_per_s"] / 1000
     return {"profile": profile, "boots": boots, "concurrency": concurrency,
-            "cloud_cpu_busy": round(busy, 3), "steps": rows,
+            "cloud_cpu_busy": round(busy, 3), "load_average": [round(load_before, 2), round(load_after, 2)],
+            "steps": rows,
             "worst_step": worst[0], "worst_ratio": worst[1]["ratio"],
             "typical_ratio": round(float(np.median(ratios)), 4),
             "span_ratio_within_2pct": sum(1 for r in span_ratios if abs(r - 1) <= 0.02),
             "timer_floor": timer_floor(),
             "within_2pct": sum(1 for r in ratios if abs(r - 1) <= 0.02), "of": len(rows)}
+
+
+def per_step_table(f: dict) -> str:
+    """One fidelity cell's steps as a Markdown table (a miss of the 2 % target marked)."""
+    lines = ["| step | modeled ms | measured ms | ratio | per span | spans within 2 % | aimed ms | overruns |",
+             "|---|---|---|---|---|---|---|---|"]
+    for step, r in f["steps"].items():
+        mark = "" if abs(r["ratio"] - 1) <= 0.02 else " *"
+        lines.append(f"| {step} | {r['modeled_ms']} | {r['measured_ms']} | {r['ratio']}{mark} | "
+                     f"{r['span_ratio_median']} | {r['spans_within_2pct']:.0%} | {r['compensation_ms']} | "
+                     f"{r['overruns']} |")
+    return "\n".join(lines)
 
 
 def timer_floor(seconds: float = 1.5, sleep_ms: float = 1.5) -> dict:
@@ -239,6 +258,7 @@ def main() -> None:
     ap.add_argument("--boots", type=int, default=400)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="capacity runs with tracing on and off each")
+    ap.add_argument("--per-step", action="store_true", help="print each fidelity cell's per-step table")
     args = ap.parse_args()
     out: dict = {}
     if args.only in (None, "capacity"):
@@ -265,7 +285,10 @@ def main() -> None:
                   f"worst step {f['worst_step']} ratio {f['worst_ratio']}; per span: "
                   f"{f['span_ratio_within_2pct']}/{f['of']} (concurrency {f['concurrency']}, cloud CPU busy "
                   f"{f['cloud_cpu_busy']:.0%}, bare-loop wake-ups >0.3 ms late: "
-                  f"{f['timer_floor']['late_over_300us']:.0%})")
+                  f"{f['timer_floor']['late_over_300us']:.0%}, load average "
+                  f"{f['load_average'][0]}-{f['load_average'][1]})")
+            if args.per_step:
+                print(per_step_table(f))
     print(json.dumps(out))
 
 

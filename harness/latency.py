@@ -14,6 +14,15 @@ top-up at the step's end meets the deadline. When the harness's own work alone e
 time (a loaded box, a slow SQLite write) the step takes its own time and its span gets
 ``harness.latency.overrun_ms``: how far beyond the model it ran.
 
+What a step's clock cannot see coming still makes its spans late: a wake-up waits for the callback
+running when its timer fires (another service's request, a garbage collection: up to a few ms on
+a busy loop or box), and a step's work after its last sleep varies. Those delays are one-sided,
+so they shift the median of a step's times, which is what the model promises (the fidelity
+benchmark's figure): at one boot in flight, wake-ups ~15 us late in the median but 5-10 % of them
+0.3-3 ms late made 2 ms steps 2-15 % long. So each step *aims* earlier by what its recent spans
+overshot the model in the median (:class:`_Learned`; ``harness.latency.compensation_ms`` on the
+span says by how much). The aim only shortens sleeps: a step never ends before its own work.
+
 Distributions (all in milliseconds)::
 
     {dist = "fixed", value = 5}
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 import time
 import tomllib
 from contextlib import asynccontextmanager
@@ -58,6 +68,15 @@ OVERRUN_ATTR = "harness.latency.overrun_ms"
 OVERRUN_REL, OVERRUN_MIN_NS = 0.02, 50_000
 #: Quantile of a step's own work after its first sleep that the first sleep leaves room for.
 REST_QUANTILE = 0.9
+#: Set on a step's span when the model aimed its end earlier (ms > 0) or later (< 0) than its
+#: modeled time, by what the step's recent spans overshot it in the median (see :class:`_Learned`).
+COMPENSATION_ATTR = "harness.latency.compensation_ms"
+#: Recent spans of a step the aim is learnt from, and how many it needs before it aims at all
+#: (a step's first spans run before ``rest`` and ``tail`` are learnt: their overshoot is not one
+#: the aim should correct).
+AIM_WINDOW, AIM_MIN_SPANS = 64, 8
+#: The aim moves a step's end by at most this share of its modeled time, either way.
+AIM_MAX_REL = 0.5
 
 Sampler = Callable[[random.Random], float]
 
@@ -200,7 +219,7 @@ class LatencyModel:
         # for. The block's work varies (an HTTP round trip, a SQLite write): leaving room for its
         # 90th percentile, 9 steps in 10 end on the precise top-up rather than late; a send has
         # no top-up (its message has left) and little work after its sleep, so its median.
-        self._learned: dict[tuple[Step, bool], tuple[Quantile, Quantile]] = {}
+        self._learned: dict[tuple[Step, bool], _Learned] = {}
         if any(median_of(spec) > 0 for spec in profile.steps.values()):
             register_ledger()
 
@@ -246,12 +265,65 @@ class LatencyModel:
     def cost(self, name: str, default: float = 0.0) -> float:
         return self.profile.costs.get(name, default)
 
-    def _learned_of(self, step: Step, finish: bool) -> tuple[Quantile, Quantile]:
-        """(rest, tail) of ``step``: see ``__init__``."""
+    def _learned_of(self, step: Step, finish: bool) -> "_Learned":
+        """What the model learnt of ``step`` (as a send when not ``finish``): see ``__init__``."""
         got = self._learned.get((step, finish))
         if got is None:
-            got = self._learned[(step, finish)] = (Quantile(REST_QUANTILE if finish else 0.5), Quantile(0.5))
+            got = self._learned[(step, finish)] = _Learned(finish)
         return got
+
+
+class _Learned:
+    """One step's running estimates: the harness's work after its first sleep (``rest``) and after
+    its timed block (``tail``), and its aim: how much earlier than its modeled time the step is
+    made to end (``aim_ns``; negative: later).
+
+    The aim is what the fidelity benchmark measures, on the step's last :data:`AIM_WINDOW` spans:
+    the median of their own times, as they would have been without the aim, less the median of
+    their modeled times. It corrects what the step's clock cannot see coming, the same for every
+    span of the step: a wake-up delayed by the callback running when its timer fires (the loop's
+    other work, a garbage collection), the hop from the timer to the step's task, the step's
+    work after its last sleep beyond what ``rest`` and ``tail`` left room for. A median, not a
+    mean: a few very late spans (a loaded box) move it by no more than they move the step's
+    median. It is learnt from spans that ended normally; a step never ends before its own work
+    is done (the aim only shortens its sleeps).
+    """
+
+    __slots__ = ("rest", "tail", "aim_ns", "_window", "_n")
+
+    def __init__(self, finish: bool) -> None:
+        self.rest, self.tail = Quantile(REST_QUANTILE if finish else 0.5), Quantile(0.5)
+        self.aim_ns = 0
+        self._window: deque[tuple[int, int]] = deque(maxlen=AIM_WINDOW)  # (modeled, unaimed own)
+        self._n = 0
+
+    def applied(self, budget_ns: int) -> int:
+        """The aim for a span of ``budget_ns``: at most :data:`AIM_MAX_REL` of it either way."""
+        cap = int(AIM_MAX_REL * budget_ns)
+        return max(-cap, min(cap, self.aim_ns))
+
+    def ended(self, clock: StepClock, end_ns: int) -> None:
+        """The step's span ended (:class:`StepClock`'s ``on_end``): learn its tail and its time."""
+        if clock.exited_ns is not None:
+            self.tail.add(clock.own_ns(end_ns, clock.exited_ns))
+        self._window.append((clock.budget_ns, clock.own_ns(end_ns) + clock.aimed_ns))
+        self._n += 1
+        if AIM_MIN_SPANS <= self._n <= 2 * AIM_MIN_SPANS or self._n % 8 == 0:  # sorts 64 pairs every 8th span
+            modeled = sorted(m for m, _ in self._window)
+            own = sorted(o for _, o in self._window)
+            mid = len(own) // 2
+            aim = own[mid] - modeled[mid]
+            cap = int(AIM_MAX_REL * modeled[mid])
+            self.aim_ns = max(-cap, min(cap, aim))
+
+
+def _aimed(target_ns: int, aim_ns: int) -> int:
+    """How much earlier a sleep aimed ``aim_ns`` early, at ``target_ns`` from now, ends than it
+    would have: all of the aim when it slept either way, part or none of it when the step's work
+    ran past the aimed time (it would have slept less, or not at all). A step's first sleep takes
+    what it can; the top-up after the block then takes the rest: without the aim, the step's own
+    time would have been longer by the sum."""
+    return max(0, target_ns + aim_ns) - max(0, target_ns)
 
 
 def register_ledger() -> None:
@@ -275,7 +347,7 @@ class _StepTiming:
     """What :meth:`LatencyModel.step` returns (see there)."""
 
     __slots__ = ("model", "step_no", "since_ns", "finish", "modeled_ms", "clock", "span",
-                 "_slept_until", "_slept", "_token")
+                 "_slept_until", "_slept", "_aim", "_token")
 
     def __init__(self, model: LatencyModel, step: Step, since_ns: int | None, finish: bool) -> None:
         self.model, self.step_no, self.since_ns, self.finish = model, step, since_ns, finish
@@ -284,6 +356,7 @@ class _StepTiming:
         self.span: trace.Span = trace.INVALID_SPAN
         self._slept_until = 0
         self._slept = 0  # ns slept by the model in this step (not the harness's work)
+        self._aim = 0  # ns the step is made to end before its modeled time (_Learned.aim_ns)
         self._token: Token | None = None
 
     async def __aenter__(self) -> "_StepTiming":
@@ -315,12 +388,17 @@ class _StepTiming:
             # no trace to tell descendants from own work: sleep the delay less the work so far
             await _sleep_until_wall(anchor + budget)
             return self
-        rest, tail = model._learned_of(step, self.finish)
-        clock = self.clock = StepClock(sid, anchor, budget, hull=is_call(span), on_tail=tail.add)
+        learned = model._learned_of(step, self.finish)
+        aim = self._aim = learned.applied(budget)
+        if aim:
+            span.set_attribute(COMPENSATION_ATTR, aim / 1e6)
+        clock = self.clock = StepClock(sid, anchor, budget, hull=is_call(span), send=not self.finish,
+                                       on_end=learned.ended)
         LEDGER.open(clock)
         self._token = _CURRENT.set(self)
         now = time.time_ns()
-        first = budget - clock.own_ns(now) - rest.value - tail.value
+        first = budget - aim - clock.own_ns(now) - learned.rest.value - learned.tail.value
+        clock.aimed_ns = _aimed(first, aim)  # a send's first sleep is its last
         if first > 0:
             await _sleep_until_wall(now + first)
         self._slept_until = time.time_ns()
@@ -332,21 +410,28 @@ class _StepTiming:
         clock = self.clock
         if clock is None:
             return
+        now = time.time_ns()
         try:
-            now = time.time_ns()
-            rest, tail = self.model._learned_of(self.step_no, self.finish)
-            rest.add(clock.own_ns(now, self._slept_until))
+            learned = self.model._learned_of(self.step_no, self.finish)
+            tail = learned.tail
+            learned.rest.add(clock.own_ns(now, self._slept_until))
             own = clock.own_ns(now)
-            left = clock.budget_ns - own - tail.value
+            left = clock.budget_ns - self._aim - own - tail.value
+            if exc_type is not None:  # a failed step's time says nothing of the timing's error
+                clock.on_end = None
             cancelled = exc_type is not None and not issubclass(exc_type, Exception)
-            if left > 0 and self.finish and not cancelled and not clock.has_open_descendants:
-                await _sleep_until_wall(now + left)  # returns at once if a wake-up takes longer
+            if self.finish and not cancelled and not clock.has_open_descendants:
+                # what the first sleep's aim did not shorten, the top-up's may (see _aimed)
+                clock.aimed_ns += _aimed(left, self._aim - clock.aimed_ns)
+                if left > 0:
+                    await _sleep_until_wall(now + left)  # returns at once if a wake-up takes longer
             # the harness's own work alone (own time less the model's sleeps) beyond the model:
             # not a late wake-up, a step the harness could not make as fast as the model asked
             over = own - self._slept + tail.value - clock.budget_ns
             if over > max(OVERRUN_MIN_NS, clock.budget_ns * OVERRUN_REL):
                 self.span.set_attribute(OVERRUN_ATTR, over / 1e6)
         finally:
-            LEDGER.close(clock, time.time_ns())
+            # a send's own time ends with its publish (the block's last act), before this
+            LEDGER.close(clock, now if not self.finish else time.time_ns())
             if self._token is not None:
                 _CURRENT.reset(self._token)

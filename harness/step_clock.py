@@ -47,22 +47,27 @@ class StepClock:
 
     ``hull``: the step is an ``rpc.call``, whose own time is its send: from its first descendant's
     start (the receive span starts when the message was sent) to its end it waits, whether on the
-    callee's work, between the callee's own spans, or on the reply's way back. ``on_tail``: called with the step's own time between the end of
-    its timed block (:meth:`StepLedger.close`) and the end of its span, e.g. a response written
-    after the handler returned, so the model can leave room for it next time.
+    callee's work, between the callee's own spans, or on the reply's way back. ``send``: the step
+    is a send whose timed block ends with the publish (``LatencyModel.step(finish=False)``): its
+    own time ends with the block, as the analysis counts it once the message's receive span (which
+    starts at the publish) is in the trace; that span is often made only after the send's span has
+    ended (a cast's or a reply's consumer), too late for the ledger to see. ``on_end``: called
+    with the clock and the span's end time when the span ends (the model learns from the step's
+    whole own time and the tail after its block, see ``harness.latency``).
     """
 
-    __slots__ = ("span_id", "anchor_ns", "budget_ns", "hull", "on_tail", "done", "exited_ns",
-                 "_open", "_closed", "_members")
+    __slots__ = ("span_id", "anchor_ns", "budget_ns", "hull", "send", "on_end", "done", "exited_ns",
+                 "aimed_ns", "_open", "_closed", "_members")
 
     def __init__(self, span_id: int, anchor_ns: int, budget_ns: int, *, hull: bool = False,
-                 on_tail: Callable[[int], None] | None = None) -> None:
+                 send: bool = False, on_end: "Callable[[StepClock, int], None] | None" = None) -> None:
         self.span_id = span_id
         self.anchor_ns = anchor_ns  # time.time_ns() at which the step's own time starts
         self.budget_ns = budget_ns  # modeled own time (delay + fault latency + costs)
-        self.hull, self.on_tail = hull, on_tail
+        self.hull, self.send, self.on_end = hull, send, on_end
         self.done = False  # the step's span has ended: nothing more to record
         self.exited_ns: int | None = None  # when the timed block ended
+        self.aimed_ns = 0  # how much earlier the latency model made the step end than its own clock said
         self._open: dict[int, int] = {}  # descendant span id -> start (still running)
         self._closed: list[tuple[int, int]] = []
         self._members: list[int] = []  # span ids whose children this clock follows
@@ -91,6 +96,8 @@ class StepClock:
     def own_ns(self, now_ns: int, since_ns: int | None = None) -> int:
         """The step's own time from ``since_ns`` (default: the anchor) to ``now_ns``."""
         start = self.anchor_ns if since_ns is None else since_ns
+        if self.send and self.exited_ns is not None and now_ns > self.exited_ns:
+            now_ns = max(start, self.exited_ns)  # a send's own time ends with its publish
         if not self._closed and not self._open:  # a leaf step (most are): no descendants
             return now_ns - start
         return now_ns - start - self.covered_ns(start, now_ns)
@@ -144,8 +151,8 @@ class StepLedger(SpanProcessor):
 
     def _stop(self, clock: StepClock, end_ns: int | None) -> None:
         clock.done = True
-        if clock.exited_ns is not None and clock.on_tail is not None and end_ns:
-            clock.on_tail(clock.own_ns(end_ns, clock.exited_ns))
+        if clock.on_end is not None and end_ns:
+            clock.on_end(clock, end_ns)
         watch = self._watch
         for sid in clock._members:
             clocks = watch.get(sid)
