@@ -395,3 +395,17 @@ def test_current_span_detach_failure_is_logged_not_raised(caplog):
     cm.__exit__(None, None, None)
     assert "Failed to detach context" in caplog.text
     assert [s.name for s in exporter.get_finished_spans()] == ["s"]
+
+
+def test_a_failed_self_check_turns_its_path_off(monkeypatch):
+    """The light path's check failing leaves the fast one; both failing, the SDK's own."""
+    from harness import tracer as tracer_module
+
+    monkeypatch.setattr(tracer_module, "_checked", lambda mode: mode != "light")
+    (_, _), (ours, exporter) = _service_pair()
+    assert ours.mode == "fast"
+    monkeypatch.setattr(tracer_module, "_checked", lambda mode: False)
+    (_, _), (ours, exporter) = _service_pair()
+    assert ours.mode == "sdk"
+    ours.start_span("s").end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["s"]
