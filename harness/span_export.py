@@ -7,13 +7,15 @@ OTLP exporter when a collector is configured, all under the cloud's GIL. Here:
 * when a span ends, :meth:`SpanExportProcess.submit` (on the span's thread, the event loop's)
   takes a record of plain values (:func:`harness.otlp_json.capture`: ids as ints, the attributes
   dict, events, links, status, a small int for the span's (resource, scope) group) and queues it;
-* every :data:`SEND_BATCH` records, ``submit`` marshals the batch (on the event loop's thread:
-  the records are still in its CPU's caches, where a sender thread on the other core paid ~3 us a
-  span to read them back, against ~1 us here) and leaves the bytes to a sender thread, which
-  writes them, length-prefixed, to the stdin pipe of ``python -m harness.span_export`` (this
-  module's :func:`main`), and sends what is left every ``delay_ms`` and at a flush. ``marshal``
-  rather than ``pickle``: the records are plain values only, and marshal is as cheap (0.8 us a
-  span either in a micro-benchmark) without pickle's generality;
+* every :data:`SEND_BATCH` records, ``submit`` marshals the batch (on the event loop's thread,
+  while the records are still in its CPU's caches: a sender thread doing it cost ~3.3 us a span
+  of CPU in the running cloud, /proc per thread; here it is ~1.5 % of the cloud's py-spy samples,
+  ~2.5 us a span, and there is no thread to wake per batch) and leaves the bytes to a sender
+  thread, which writes them, length-prefixed, to the stdin pipe of ``python -m
+  harness.span_export`` (this module's :func:`main`), and sends what is left every ``delay_ms``
+  and at a flush. ``marshal`` rather than ``pickle``: the records are plain values only, and
+  marshal is as cheap (0.77 against 0.70 us a span in a micro-benchmark) without pickle's
+  generality (the child could be made to import anything);
 * the child encodes each batch as one line of the run's ``spans.jsonl`` (:mod:`harness.span_file`,
   the same encoder as before, so the file says byte for byte what it said) and, when
   ``OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT`` is set, rebuilds the SDK's ``ReadableSpan`` and hands
