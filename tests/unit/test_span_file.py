@@ -163,3 +163,16 @@ def test_a_value_marshal_cannot_carry_is_written_as_the_encoder_shows_it(tmp_pat
     writer.shutdown()
     assert (tmp_path / "spans.jsonl").read_bytes() == encode_request(spans) + b"\n"
     assert counts["exported"] == {"nova-api": 2}
+
+
+def test_without_the_export_process_the_file_is_written_in_process(tmp_path):
+    """Under gevent (Locust) the exporters stay in the process: the same file, the same counts."""
+    tel = Telemetry(run_dir=tmp_path, use_env_otlp=False, export_process=False)
+    assert tel.writer is None and tel.file_exporter is not None
+    tracer = tel.tracer("nova-api")
+    for i in range(300):
+        with tracer.start_as_current_span("s", attributes={"i": i}):
+            pass
+    counts = tel.shutdown()
+    assert counts == {"nova-api": {"started": 300, "ended": 300, "exported": 300, "dropped": 0}}
+    assert sum(len(_span_ids(r)) for r in _lines(tmp_path)) == 300
