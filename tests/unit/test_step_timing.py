@@ -208,7 +208,8 @@ async def test_late_wake_ups_are_aimed_for(tmp_path, traced, monkeypatch):
                 pass
     spans = exporter.get_finished_spans()
     assert statistics.median(_ms(s) for s in spans[-12:]) == pytest.approx(40, abs=4.0)
-    assert 6 < statistics.median(s.attributes[COMPENSATION_ATTR] for s in spans[-12:]) <= 20  # ~10, at most half
+    aimed = statistics.median(s.attributes[COMPENSATION_ATTR] for s in spans[-12:])
+    assert 6 < aimed <= 20  # ~10 (more on a busy box), at most half the step
 
 
 def test_a_sends_own_time_ends_with_its_block():
@@ -233,7 +234,7 @@ def _ended(learned: latency._Learned, modeled_ns: int, own_ns: int, aimed_ns: in
 def test_the_aim_is_the_median_overshoot_of_unaimed_spans():
     learned = latency._Learned(finish=True)
     rng = random.Random(5)
-    for _ in range(latency.AIM_WINDOW):  # modeled 1-3 ms; own time 0.3 ms over, 1 span in 4 also 5 ms late
+    for _ in range(latency.AIM_WINDOW):  # modeled 1-3 ms; own 0.3 ms over, 1 span in 4 also 5 ms late
         modeled = int(rng.uniform(1e6, 3e6))
         _ended(learned, modeled, modeled + 300_000 + (5_000_000 if rng.random() < 0.25 else 0))
     # the median of own times less the median of modeled ones, not the mean overshoot (1.55 ms)
