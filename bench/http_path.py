@@ -8,7 +8,9 @@ by :class:`harness.services.rest.RestClient`, all on one uvloop as in the embedd
 requests in four are microversioned GETs, one in four a POST with a JSON body; 64 in flight.
 
     python bench/http_path.py              # tracing off (no-op tracer)
-    python bench/http_path.py --tracing    # an SDK tracer (no exporter: span work only)
+    python bench/http_path.py --tracing    # the cloud's tracer (harness.telemetry.Telemetry: the
+                                           # light spans), no spans file: span work only
+    python bench/http_path.py --tracing --sdk-tracer   # the OpenTelemetry SDK's own tracer
 
 Prints one JSON line: the best of three runs' CPU microseconds per request (both ends).
 """
@@ -37,6 +39,7 @@ from harness.services.fault_gate import FaultGate  # noqa: E402
 from harness.services.http import handler, json_body, make_app, make_server, nova_error  # noqa: E402
 from harness.services.microversion import COMPUTE, versioned  # noqa: E402
 from harness.services.rest import RestClient  # noqa: E402
+from harness.telemetry import Telemetry  # noqa: E402
 
 
 async def _show(request: Request) -> tuple[dict, int]:
@@ -47,8 +50,17 @@ async def _create(request: Request) -> tuple[dict, int]:
     return {"server": await json_body(request)}, 202
 
 
-async def measure(*, tracing: bool, requests: int, concurrency: int = 64) -> dict:
-    tracer = TracerProvider().get_tracer("bench") if tracing else trace.NoOpTracer()
+def _tracer(tracing: bool, sdk: bool) -> trace.Tracer:
+    """No-op, the SDK's own, or what a service of the cloud gets (without a spans file)."""
+    if not tracing:
+        return trace.NoOpTracer()
+    if sdk:
+        return TracerProvider().get_tracer("bench")
+    return Telemetry(run_dir=None, use_env_otlp=False, export_process=False).tracer("nova-api")
+
+
+async def measure(*, tracing: bool, requests: int, concurrency: int = 64, sdk: bool = False) -> dict:
+    tracer = _tracer(tracing, sdk)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -88,19 +100,22 @@ async def measure(*, tracing: bool, requests: int, concurrency: int = 64) -> dic
         server.should_exit = True
         await task
     return {"cpu_us_per_request": round(best * 1e6, 1), "tracing": tracing,
+            "tracer": type(tracer).__name__ if not sdk else "sdk",
             "requests_per_run": per_worker * concurrency, "concurrency": concurrency,
             "path": "make_app + FaultGate + versioned/handler <- RestClient, one uvloop"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracing", action="store_true", help="an SDK tracer instead of the no-op one")
+    parser.add_argument("--tracing", action="store_true", help="the cloud's tracer instead of the no-op one")
+    parser.add_argument("--sdk-tracer", action="store_true", help="with --tracing: the SDK's own tracer")
     parser.add_argument("--requests", type=int, default=20_000, help="requests per run (three runs)")
     args = parser.parse_args()
     if args.requests < 1:
         parser.error(f"--requests must be at least 1, not {args.requests}")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        print(json.dumps(runner.run(measure(tracing=args.tracing, requests=args.requests))))
+        print(json.dumps(runner.run(measure(tracing=args.tracing, requests=args.requests,
+                                            sdk=args.sdk_tracer))))
 
 
 if __name__ == "__main__":
