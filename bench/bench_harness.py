@@ -259,6 +259,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="capacity runs with tracing on and off each")
     ap.add_argument("--per-step", action="store_true", help="print each fidelity cell's per-step table")
+    ap.add_argument("--fidelity-scale", type=int, default=1, metavar="N",
+                    help="N times the boots of each fidelity cell: a step's ratio over 100 boots varies "
+                         "by ~2 %% from run to run (bootstrap), over N x 100 by ~2/sqrt(N) %%")
     args = ap.parse_args()
     out: dict = {}
     if args.only in (None, "capacity"):
@@ -276,9 +279,10 @@ def main() -> None:
         # fast at two loads: one boot at a time (the cloud's loop ~25 % busy) and four (~50 %):
         # a wake-up waits for the callback running when its timer fires, so 2 ms steps drift
         # with the loop's load well before the cloud saturates
-        out["fidelity_fast_c1"] = fidelity("fast", boots=100, concurrency=1)
-        out["fidelity_fast"] = fidelity("fast", boots=100, concurrency=4)
-        out["fidelity_realistic"] = fidelity("realistic", boots=24, concurrency=8)
+        n = max(1, args.fidelity_scale)
+        out["fidelity_fast_c1"] = fidelity("fast", boots=100 * n, concurrency=1)
+        out["fidelity_fast"] = fidelity("fast", boots=100 * n, concurrency=4)
+        out["fidelity_realistic"] = fidelity("realistic", boots=24 * n, concurrency=8)
         for k in ("fidelity_fast_c1", "fidelity_fast", "fidelity_realistic"):
             f = out[k]
             print(f"{k}: {f['within_2pct']}/{f['of']} steps within 2 %, typical ratio {f['typical_ratio']}, "
