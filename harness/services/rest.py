@@ -12,12 +12,13 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from multidict import istr
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from yarl import URL
 
 from harness.latency import LatencyModel
 from harness.services.http import ApiError
@@ -66,6 +67,8 @@ class RestClient:
         self.tracer, self.latency = tracer, latency
         self.user_agent, self.timeout = user_agent, timeout
         self._session: aiohttp.ClientSession | None = None
+        self._default_headers = {istr("User-Agent"): user_agent, istr("Accept"): "application/json",
+                                 istr("Accept-Encoding"): "gzip, deflate"}
         # the whole-request timeout, without an event-loop timer per request (see request_timeout)
         self._timeouts = RequestTimeouts(timeout)
 
@@ -75,8 +78,9 @@ class RestClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, ttl_dns_cache=None),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),  # total: self._timeouts
-                headers={"User-Agent": self.user_agent},
-                skip_auto_headers=("Accept-Encoding",),
+                # every header aiohttp would add on its own is given here, so it adds none and
+                # needs no per-request skip list (keystoneauth's Accept and Accept-Encoding)
+                headers=self._default_headers,
                 json_serialize=_dumps,
                 cookie_jar=aiohttp.DummyCookieJar(),  # OpenStack APIs set no cookies: skip the jar's work
             )
@@ -105,11 +109,11 @@ class RestClient:
         ``step``: this request *is* that boot step (its span gets the step and its delay);
         ``for_step``: it is made inside that step, which the callee learns from the baggage.
         """
-        parts = urlsplit(url)
+        target = URL(url)  # parsed once: for the span and for aiohttp (which would parse it again)
         attrs: dict[str, Any] = {
             "http.request.method": method,
-            "server.address": parts.hostname or "",
-            "server.port": parts.port or 80,
+            "server.address": target.host or "",
+            "server.port": target.port or 80,
             "url.full": url,
             "url.template": template,
         }
@@ -125,7 +129,7 @@ class RestClient:
                 hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
                 try:
                     with self._timeouts.limit():
-                        async with self.session.request(method, url, headers=hdrs, json=json,
+                        async with self.session.request(method, target, headers=hdrs, json=json,
                                                         params=params) as resp:
                             body = await resp.read()
                             result = HttpResponse(resp.status, resp.headers, body)
