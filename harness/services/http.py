@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from harness.services.routing import TableRouter
 from harness.telemetry import extract_context
 
 log = logging.getLogger(__name__)
@@ -264,12 +265,13 @@ def make_app(routes: list, *, render: Renderer, tracer: trace.Tracer, port: int)
 
 
 class _RouterApp(Starlette):
-    """A Starlette app without its default middleware: requests go straight to the router. It
-    still sets ``scope["app"]``, so routing's 404/405 are raised as HTTPException (which
+    """A Starlette app without its default middleware: requests go straight to the router (a
+    full match found by table, :mod:`harness.services.routing`; the rest by Starlette's router).
+    It still sets ``scope["app"]``, so routing's 404/405 are raised as HTTPException (which
     :class:`ServerSpanMiddleware` renders) rather than answered in plain text."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return self.router
+        return TableRouter(self.router)
 
 
 def _async_function(endpoint: Any) -> bool:
