@@ -29,6 +29,7 @@ import uuid
 from collections import Counter
 from contextlib import AbstractContextManager
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from opentelemetry import baggage
@@ -360,9 +361,15 @@ class Telemetry:
 
 # -- spans ----------------------------------------------------------------------------------------
 
+#: Each step's two attributes, built once (a step's number and phase never change): callers that
+#: merge them into a dict of their own read these; :func:`step_attributes` hands out a copy.
+STEP_ATTRS: Mapping[Step, dict[str, Any]] = MappingProxyType(
+    {step: {ATTR_STEP: int(step), ATTR_PHASE: info.phase.value} for step, info in CATALOGUE.items()})
+
+
 def step_attributes(step: Step) -> dict[str, Any]:
-    info = CATALOGUE[step]
-    return {ATTR_STEP: int(step), ATTR_PHASE: info.phase.value}
+    """The step's span attributes (number and phase), a dict of the caller's own."""
+    return STEP_ATTRS[step].copy()
 
 
 def step_span(
@@ -378,9 +385,7 @@ def step_span(
     """Open the span of one boot step (name from the catalogue), current for the block.
 
     Returns the tracer's own context manager (no generator around it: one fewer per span)."""
-    attrs = step_attributes(step)
-    if attributes:
-        attrs.update(attributes)
+    attrs = {**STEP_ATTRS[step], **attributes} if attributes else STEP_ATTRS[step]
     return tracer.start_as_current_span(
         name or CATALOGUE[step].span_name,
         context=context,

@@ -33,7 +33,7 @@ from harness.db.fastpath import FastConnection, PlanCache, events_attached, preb
 from harness.db.models import allocations, compute_nodes, flavors, instances, metadata
 from harness.latency import LatencyModel
 from harness.steps import Step
-from harness.telemetry import step_attributes
+from harness.telemetry import STEP_ATTRS
 
 T = TypeVar("T")
 #: PostgreSQL advisory lock taken while creating the schema and seeding ("nova" in ASCII)
@@ -252,7 +252,7 @@ class NovaDB:
             **self.server,
         }
         if step is not None:
-            attrs.update(step_attributes(step))
+            attrs.update(STEP_ATTRS[step])
         with tracer.start_as_current_span(
             f"{operation} {self.namespace}.{table}", kind=SpanKind.CLIENT, attributes=attrs
         ) as span:

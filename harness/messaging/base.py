@@ -8,10 +8,22 @@ live once, in :mod:`harness.messaging.rpc`, over any transport.
 from __future__ import annotations
 
 import abc
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
+
+
+_V4_CLEAR = ~((0xc000 << 48) | (0xf000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+
+
+def uuid4_hex() -> str:
+    """``uuid.uuid4().hex`` (a random version-4 UUID, 32 hex digits) at half its cost: the same
+    bits set as ``uuid.UUID(version=4)`` sets them, without building the UUID object. A boot
+    sends a dozen messages, each with an id (and a call's correlation id)."""
+    n = (int.from_bytes(os.urandom(16)) & _V4_CLEAR) | _V4_SET
+    return f"{n:032x}"
 
 
 @dataclass(slots=True)
@@ -23,7 +35,7 @@ class Message:
     method: str
     args: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    message_id: str = field(default_factory=uuid4_hex)
     reply_to: str | None = None
     correlation_id: str | None = None
     sent_at_ns: int = field(default_factory=time.time_ns)  # queue wait is measured from here

@@ -13,22 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Awaitable, Callable
 
 from opentelemetry import baggage
-from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from harness.latency import LatencyModel
-from harness.messaging.base import Consumer, Message, Transport
+from harness.messaging.base import Consumer, Message, Transport, uuid4_hex
 from harness.steps import Step
-from harness.telemetry import (
-    BAGGAGE_STEP, extract_context, inject_headers, mark_error, step_attributes,
-)
+from harness.telemetry import BAGGAGE_STEP, STEP_ATTRS, extract_context, inject_headers, mark_error
+# the runtime context's own set/reset (the context variable itself by default), as CurrentSpan uses
+from harness.tracer import _context_log, _cv_reset, _cv_set
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def _template(topic: str) -> str:
     return "compute.{host}" if topic.startswith("compute.") else topic
 
 
-def _send_attrs(transport: Transport, msg: Message, op: str) -> dict[str, Any]:
-    return {
+def _send_attrs(transport: Transport, msg: Message, op: str, step: Step | None) -> dict[str, Any]:
+    attrs = {
         "messaging.system": transport.system,
         "messaging.operation.type": "send",
         "messaging.operation.name": op,
@@ -62,6 +62,9 @@ def _send_attrs(transport: Transport, msg: Message, op: str) -> dict[str, Any]:
         "openstack.rpc.exchange": msg.exchange,
         "openstack.rpc.method": msg.method,
     }
+    if step is not None:
+        attrs.update(STEP_ATTRS[step])
+    return attrs
 
 
 def _sending(latency: LatencyModel, step: Step | None) -> AsyncContextManager[Any]:
@@ -69,8 +72,12 @@ def _sending(latency: LatencyModel, step: Step | None) -> AsyncContextManager[An
     return latency.step(step, finish=False) if step is not None else nullcontext()
 
 
+_NO_ATTRS: dict[str, Any] = {}
+
+
 def _attrs_for(step: Step | None) -> dict[str, Any]:
-    return step_attributes(step) if step is not None else {}
+    """The step's attributes to merge into a span's (shared: never written to)."""
+    return STEP_ATTRS[step] if step is not None else _NO_ATTRS
 
 
 class RpcClient:
@@ -87,7 +94,7 @@ class RpcClient:
     ) -> None:
         self.transport, self.tracer, self.latency = transport, tracer, latency
         self.exchange, self.timeout = exchange, timeout
-        self._reply_topic = f"reply_{uuid.uuid4().hex}"
+        self._reply_topic = f"reply_{uuid4_hex()}"
         self._pending: dict[str, tuple[asyncio.Future, Step | None]] = {}
         self._consumer: Consumer | None = None
 
@@ -117,7 +124,7 @@ class RpcClient:
         with self.tracer.start_as_current_span(
             f"cast {_template(topic)}",
             kind=SpanKind.PRODUCER,
-            attributes={**_send_attrs(self.transport, msg, "cast"), **_attrs_for(step)},
+            attributes=_send_attrs(self.transport, msg, "cast", step),
         ):
             try:
                 async with _sending(self.latency, step):  # the step's time ends with the publish
@@ -141,9 +148,9 @@ class RpcClient:
         timeout = self.timeout if timeout is None else timeout
         msg = Message(
             exchange=self.exchange, topic=topic, method=method, args=args,
-            reply_to=self._reply_topic, correlation_id=uuid.uuid4().hex,
+            reply_to=self._reply_topic, correlation_id=uuid4_hex(),
         )
-        attrs = {**_send_attrs(self.transport, msg, "call"), **_attrs_for(step)}
+        attrs = _send_attrs(self.transport, msg, "call", step)
         attrs["messaging.message.conversation_id"] = msg.correlation_id
         with self.tracer.start_as_current_span(
             f"call {_template(topic)}", kind=SpanKind.CLIENT, attributes=attrs
@@ -196,7 +203,7 @@ class RpcClient:
                 "messaging.message.id": reply.message_id,
                 "messaging.message.conversation_id": reply.correlation_id or "",
                 "messaging.harness.queue_wait_ms": wait_ms,
-                **step_attributes(step),
+                **STEP_ATTRS[step],
             },
         ):  # the tracer's context manager: no generator-based ``use_span`` around the span
             await self.latency.delay(step, since_ns=taken_ns)  # its time starts when it is taken
@@ -281,8 +288,10 @@ class RpcServer:
                 **_attrs_for(step),
             },
         )
-        ctx = trace.set_span_in_context(span, parent)
-        token = otel_context.attach(ctx)
+        # current for the method (trace.set_span_in_context + attach, without the API's calls)
+        values = parent.copy()
+        values[_SPAN_KEY] = span
+        token = _cv_set(Context(values))
         result: Any = None
         failure: str | None = None
         try:
@@ -320,7 +329,10 @@ class RpcServer:
                 except (MessageLost, RpcError) as exc:  # the reply is lost: the caller times out
                     log.warning("reply to %s.%s lost: %s", self.topic, msg.method, exc)
         finally:
-            otel_context.detach(token)
+            try:  # as the API's detach: a failure is logged, never raised
+                _cv_reset(token)
+            except Exception:
+                _context_log.exception("Failed to detach context")
 
     async def _reply(self, msg: Message, result: Any, failure: str | None, step: Step | None) -> None:
         reply = Message(

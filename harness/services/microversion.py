@@ -38,7 +38,8 @@ class Version:
         return f"{self.major}.{self.minor}"
 
     def at_least(self, text: str) -> bool:
-        return self >= Version.parse(text)
+        other = _parse(text)  # compared by fields: the dataclass's ``>=`` builds two tuples
+        return self.major > other.major or (self.major == other.major and self.minor >= other.minor)
 
 
 @functools.lru_cache(maxsize=512)
