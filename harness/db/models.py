@@ -95,6 +95,32 @@ compute_nodes = Table(
     Column("generation", Integer, nullable=False, default=0),
 )
 
+#: Columns of ``compute_nodes`` the boot path never writes after a host registers (its name, size,
+#: ratios, zone, arch); the rest change with every claim. See :mod:`harness.db.providers`.
+NODE_STATIC_COLUMNS = ("host", "vcpus", "memory_mb", "local_gb", "cpu_allocation_ratio",
+                       "ram_allocation_ratio", "disk_allocation_ratio", "availability_zone", "arch")
+
+#: SQLite: a counter of changes to the registered hosts, bumped by triggers on every INSERT,
+#: DELETE and UPDATE of a static column of ``compute_nodes`` (whoever makes it: the services, a
+#: test, a hand edit), so the scheduler can tell its copy of those columns is still current
+#: (:func:`harness.db.providers.node_columns`). A claim writes only usage columns: no trigger runs.
+#: Its own metadata: created by :func:`harness.db.store.NovaDB.create_schema` on SQLite only.
+sqlite_only = MetaData()
+compute_nodes_static_version = Table(
+    "compute_nodes_static_version",
+    sqlite_only,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("n", Integer, nullable=False),
+)
+_BUMP = "BEGIN UPDATE compute_nodes_static_version SET n = n + 1 WHERE id = 1; END"
+SQLITE_NODE_VERSION_DDL = (
+    "INSERT OR IGNORE INTO compute_nodes_static_version (id, n) VALUES (1, 0)",
+    f"CREATE TRIGGER IF NOT EXISTS compute_nodes_static_insert AFTER INSERT ON compute_nodes {_BUMP}",
+    f"CREATE TRIGGER IF NOT EXISTS compute_nodes_static_delete AFTER DELETE ON compute_nodes {_BUMP}",
+    "CREATE TRIGGER IF NOT EXISTS compute_nodes_static_update AFTER UPDATE OF "
+    f"{', '.join(NODE_STATIC_COLUMNS)} ON compute_nodes {_BUMP}",
+)
+
 allocations = Table(
     "allocations",
     metadata,

@@ -30,7 +30,9 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from harness.db.fastpath import FastConnection, PlanCache, events_attached, prebuilt, wrap_error
-from harness.db.models import allocations, compute_nodes, flavors, instances, metadata
+from harness.db.models import (
+    SQLITE_NODE_VERSION_DDL, allocations, compute_nodes, flavors, instances, metadata, sqlite_only,
+)
 from harness.latency import LatencyModel
 from harness.steps import Step
 from harness.telemetry import STEP_ATTRS
@@ -206,6 +208,8 @@ class NovaDB:
         self.server: dict[str, Any] = {}
         if u.host:
             self.server = {"server.address": u.host, "server.port": u.port or _DEFAULT_PORTS.get(self.system, 0)}
+        #: the scheduler's copy of the hosts' static columns (harness.db.providers.node_columns)
+        self.node_statics: Any = None
         self._runner: _ThreadRunner | _InlineRunner | _AsyncRunner
         if self.system == "sqlite" and not shared:
             self._runner = _InlineRunner(u, fast=fast_path)
@@ -473,7 +477,12 @@ def _serialise_setup(conn: Conn) -> None:
 
 def _q_create_schema(conn: Conn) -> None:
     _serialise_setup(conn)
-    metadata.create_all(conn.sa if isinstance(conn, FastConnection) else conn)
+    sa = conn.sa if isinstance(conn, FastConnection) else conn
+    metadata.create_all(sa)
+    if sa.dialect.name == "sqlite":  # also on a file made before the counter existed
+        sqlite_only.create_all(sa)
+        for ddl in SQLITE_NODE_VERSION_DDL:
+            sa.exec_driver_sql(ddl)
 
 
 def _q_seed(conn: Conn, hosts: list[dict[str, Any]]) -> None:
