@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
-    Index,
     Integer,
     MetaData,
     String,
@@ -65,12 +64,6 @@ instances = Table(
     Column("launched_at", Float, nullable=True),
     Column("deleted", Boolean, nullable=False, default=False, index=True),
 )
-# A project's servers changed since T (``GET /servers/detail?changes-since=T``, what the status
-# watchers poll 20 times a second): without it SQLite takes the equality on ``project_id`` over
-# the range on ``updated_at`` and reads every server the project ever had (~0.4 ms a poll at
-# 3,000 servers against 0.13 ms for the 30 it returns). Nova has the same pair the other way
-# round (``instances_updated_at_project_id_idx``), which SQLite's planner passes over.
-Index("ix_instances_project_id_updated_at", instances.c.project_id, instances.c.updated_at)
 
 compute_nodes = Table(
     "compute_nodes",

@@ -23,8 +23,10 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import (
-    Connection, Engine, and_, bindparam, create_engine, event, func, insert, select, text, update,
+    Connection, Engine, String, and_, bindparam, create_engine, event, func, insert, select, text, update,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -418,6 +420,31 @@ def _q_rows(conn: Conn, stmt: Any, params: Mapping[str, Any] | None = None) -> l
     return [r if type(r) is dict else dict(r) for r in rows]  # the fast path's rows are fresh dicts
 
 
+class unindexed(FunctionElement):
+    """A column SQLite's planner must not search an index by (SQLite's unary ``+``, its documented
+    way to disqualify a term); the bare column elsewhere.
+
+    For ``changes-since`` lists: SQLite prefers an equality on ``project_id`` to the range on
+    ``updated_at`` and then reads every server the project ever had (what the status watchers
+    poll 20 times a second: ~0.55 ms a poll at 3,000 servers against ~0.13 ms through the
+    ``updated_at`` index for the 30 that changed). An index on both columns would do the same
+    but costs every instance update a third index write (~+12 us, and a boot has several)."""
+
+    type = String()
+    inherit_cache = True
+    name = "unindexed"
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
+
+
 @functools.lru_cache(maxsize=None)  # one per combination of filters used (a few in practice)
 def _list_instances_stmt(live_only: bool, since: bool, before: bool, project: bool, n_states: int | None,
                          name: bool, status: bool, marker: bool, limit: bool) -> Any:
@@ -430,8 +457,8 @@ def _list_instances_stmt(live_only: bool, since: bool, before: bool, project: bo
         q = q.where(c.updated_at >= bindparam("b_since"))
     if before:
         q = q.where(c.updated_at <= bindparam("b_before"))
-    if project:
-        q = q.where(c.project_id == bindparam("b_project"))
+    if project:  # with changes-since, found through the updated_at index (see unindexed)
+        q = q.where((unindexed(c.project_id) if since else c.project_id) == bindparam("b_project"))
     if n_states is not None:
         q = q.where(c.vm_state.in_([bindparam(f"b_state{i}") for i in range(n_states)]))
     if name:
