@@ -25,3 +25,12 @@ def test_step_attributes_are_the_catalogue_s_and_the_caller_s_own() -> None:
     mine = step_attributes(Step.BOOT_REQUEST)
     mine["x"] = 1  # a caller writing to its copy leaves the shared one alone
     assert "x" not in STEP_ATTRS[Step.BOOT_REQUEST] and "x" not in step_attributes(Step.BOOT_REQUEST)
+
+
+def test_uuid4_hex_does_not_follow_the_global_random_seed() -> None:
+    import random
+
+    random.seed(7)
+    first = uuid4_hex()
+    random.seed(7)
+    assert uuid4_hex() != first
