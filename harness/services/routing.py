@@ -92,8 +92,8 @@ def _anchored(route: Route) -> bool:
 
 class TableRouter:
     """ASGI app: a full match found by :class:`RouteTable`, handled as Starlette's ``Router.app``
-    would (``scope["router"]``, ``["route"]``, ``["endpoint"]``, ``["path_params"]``, then
-    ``route.handle``); every other request goes to ``router`` itself.
+    would (``scope["router"]``, ``["route"]``, ``["endpoint"]``, ``["path_params"]``, then the
+    route's app, the method being one it takes); every other request goes to ``router`` itself.
 
     The table is rebuilt when the number of routes changes (routes appended after the app was made,
     such as ``GET /openapi.json``)."""
@@ -127,6 +127,6 @@ class TableRouter:
                     if outer:
                         params = {**outer, **params}
                     scope["path_params"] = params
-                    await route.handle(scope, receive, send)
+                    await route.app(scope, receive, send)  # route.handle's other branch is a 405
                     return
         await self.router(scope, receive, send)
