@@ -462,6 +462,12 @@ class FaultInjector:
                 await asyncio.sleep(ms / 1000.0)
 
     # -- at a service's door ---------------------------------------------------------------
+    def quiet_at(self, step: Step) -> bool:
+        """Does :meth:`run_step` do nothing for ``step`` but sleep its modeled delay (no fault set
+        on it, no DB pool held)? The latency model's shortcut for steps without a delay asks."""
+        return not self._by_step.get(int(step)) and not (
+            self.db_pool and CATALOGUE[step].transport is Transport.SQL)
+
     def at_door_of(self, service: str) -> bool:
         """Is any step-less fault (down, latency, errors, timeouts) set on ``service``? When not,
         its door has nothing to do per request (the HTTP gate's fast path)."""

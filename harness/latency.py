@@ -220,6 +220,11 @@ class LatencyModel:
         # 90th percentile, 9 steps in 10 end on the precise top-up rather than late; a send has
         # no top-up (its message has left) and little work after its sleep, so its median.
         self._learned: dict[tuple[Step, bool], _Learned] = {}
+        # steps with a fixed delay of 0 (every step of the zero profile): nothing to time, so one
+        # shared timing that only records the delay on the span (see step())
+        self._no_delay = {step: _NoDelay(self._samplers[step](self._rng))  # fixed: no draw
+                          for step, spec in profile.steps.items()
+                          if spec.get("dist", "fixed") == "fixed" and spec["value"] <= 0}
         if any(median_of(spec) > 0 for spec in profile.steps.values()):
             register_ledger()
 
@@ -233,6 +238,10 @@ class LatencyModel:
         ``since_ns``, a ``time.time_ns()``: a receive step starts once its queue wait is over),
         the work in the block included. ``finish=False`` for a send: no sleep after the block
         (the message has left), so the block should end with the publish."""
+        no_delay = self._no_delay.get(step)
+        if no_delay is not None and (self.faults is None or self.faults.quiet_at(step)):
+            # what _StepTiming does for a delay of 0 and no fault, without a timing per step
+            return no_delay  # type: ignore[return-value]
         return _StepTiming(self, step, since_ns, finish)
 
     @asynccontextmanager
@@ -341,6 +350,28 @@ _CURRENT: ContextVar["_StepTiming | None"] = ContextVar("harness_step_timing", d
 
 def _sleep_until_wall(wall_ns: int) -> Awaitable[None]:
     return deadline.sleep_until(time.monotonic_ns() + (wall_ns - time.time_ns()))
+
+
+class _NoDelay:
+    """A step's timing when its delay is a fixed 0 and no fault is set on it (the zero profile):
+    what :class:`_StepTiming` does then (the span gets ``openstack.boot.modeled_delay_ms``, nothing
+    sleeps, no clock), as one instance per step shared by every call: it keeps no state per call.
+    ~0.6 % of the cloud's CPU on the zero profile was a _StepTiming made and entered per step."""
+
+    __slots__ = ("modeled_ms", "_value")
+    clock = None
+    span = trace.INVALID_SPAN
+
+    def __init__(self, value: float) -> None:
+        self._value = self.modeled_ms = value  # the fixed sampler's value (a float)
+
+    async def __aenter__(self) -> "_NoDelay":
+        trace.get_current_span().set_attribute(MODELED_DELAY_ATTR, self._value)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        return None
 
 
 class _StepTiming:

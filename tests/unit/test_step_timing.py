@@ -253,3 +253,25 @@ def test_aimed_is_what_the_aim_shortened():
     assert latency._aimed(-700, 500) == 0  # the work ran past even the unaimed time
     assert latency._aimed(-200, 500) == 300  # it would have slept 0.3 ms
     assert latency._aimed(200, -500) == -200  # aimed later: it would have slept 0.2 ms less
+
+
+async def test_a_zero_step_records_its_delay_and_a_fault_set_later_still_acts(traced):
+    """The zero profile's steps share one timing that only records the delay (0.0) on the span;
+    a fault set on a step afterwards is the injector's again (its latency on the span)."""
+    from harness.faults import ATTR_FAULT_LATENCY, FaultInjector, FaultSpec
+
+    tracer, exporter = traced
+    faults = FaultInjector(seed=1)
+    model = LatencyModel(load_profile("zero"), seed=1, faults=faults)
+    with tracer.start_as_current_span("spawn"):
+        async with model.step(Step.SPAWN) as timing:
+            assert timing.modeled_ms == 0.0 and timing.clock is None
+    faults.add(FaultSpec(steps=[int(Step.SPAWN)], latency_ms=5))
+    with tracer.start_as_current_span("spawn, faulted"):
+        async with model.step(Step.SPAWN) as timing:
+            pass
+    assert timing.modeled_ms == 5.0
+    plain, faulted = exporter.get_finished_spans()
+    assert plain.attributes[MODELED_DELAY_ATTR] == 0.0
+    assert type(plain.attributes[MODELED_DELAY_ATTR]) is float and ATTR_FAULT_LATENCY not in plain.attributes
+    assert faulted.attributes[MODELED_DELAY_ATTR] == 5.0 and faulted.attributes[ATTR_FAULT_LATENCY] == 5.0
