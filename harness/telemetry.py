@@ -157,6 +157,11 @@ class ServiceSpanProcessor(SpanProcessor):
     :class:`Telemetry` shuts them down once, after every provider.
     """
 
+    #: :class:`harness.light_span.LightSpan` may do what :meth:`on_start`, :meth:`_on_ending`
+    #: and :meth:`on_end` do itself while ``_added`` is empty: count in ``started``/``ended``
+    #: under ``service``, call each of ``_hand_on``. Keep those fields and that meaning together.
+    INLINE_HOOKS = True
+
     def __init__(self, service: str, started: Counter, ended: Counter,
                  batches: Sequence[SpanProcessor], writer: SpanExportProcess | None = None) -> None:
         self.service, self.started, self.ended = service, started, ended

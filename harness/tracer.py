@@ -371,7 +371,11 @@ class HarnessTracer(trace.Tracer):
         span._set_status_on_exception = set_status_on_exception
         if links:
             span.links, span.dropped_links = links_for(links, settings)
-        settings.on_start(span, parent_context=context)
+        gate = settings.gate
+        if gate is not None and not gate._added:  # its on_start, inline (light_span.Settings)
+            settings.started[settings.service] += 1
+        else:
+            settings.on_start(span, parent_context=context)
         return span
 
     def _fast_start(

@@ -409,3 +409,40 @@ def test_a_failed_self_check_turns_its_path_off(monkeypatch):
     assert ours.mode == "sdk"
     ours.start_span("s").end()
     assert [s.name for s in exporter.get_finished_spans()] == ["s"]
+
+
+def test_light_spans_count_and_reach_a_processor_added_while_they_run():
+    """With nothing added to the ServiceSpanProcessor a light span does its hooks' work inline
+    (light_span.Settings): the counters still count, and a harness processor added while a span
+    is open gets that span's _on_ending and on_end, as the processor's own hooks would call it."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class Recorder(SpanProcessor):
+        __module__ = "harness.recorder"  # passes for the harness's own: the path stays light
+
+        def __init__(self):
+            self.calls = []
+
+        def on_start(self, span, parent_context=None):
+            self.calls.append(("start", span.name))
+
+        def _on_ending(self, span):
+            self.calls.append(("ending", span.name))
+
+        def on_end(self, span):
+            self.calls.append(("end", span.name))
+
+    (_, _), (ours, exporter) = _service_pair()
+    processor = ours.sdk_tracer.span_processor
+    ours.start_span("before").end()
+    open_span = ours.start_span("open")
+    assert (processor.started["x"], processor.ended["x"]) == (2, 1)
+    recorder = Recorder()
+    processor.add_span_processor(recorder)
+    open_span.end()
+    ours.start_span("after").end()
+    assert ours.mode == "light"
+    assert recorder.calls == [("ending", "open"), ("end", "open"), ("start", "after"),
+                              ("ending", "after"), ("end", "after")]
+    assert (processor.started["x"], processor.ended["x"]) == (3, 3)
+    assert [s.name for s in exporter.get_finished_spans()] == ["before", "open", "after"]
