@@ -32,6 +32,9 @@ from opentelemetry.propagators import textmap
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from harness.light_span import LightSpan
+from harness.tracer import _cv_get
+
 #: Baggage key naming the boot step a request belongs to, so the callee knows which of its own
 #: steps it is performing (glance's show is step 22 only when nova-compute asks in step 20).
 BAGGAGE_STEP = "openstack.boot.step"
@@ -50,6 +53,17 @@ _VALUE_BY_STEP = {n: str(n) for n in range(256)}
 
 def _current() -> Context:
     return get_current()
+
+
+_new = object.__new__
+_NonRecordingSpan = trace.NonRecordingSpan
+
+
+def _remote_span(span_context: trace.SpanContext) -> trace.NonRecordingSpan:
+    """``NonRecordingSpan(span_context)`` (its ``__init__`` only sets ``_context``), one frame less."""
+    span = _new(_NonRecordingSpan)
+    span._context = span_context
+    return span
 
 
 def _span_context(ctx: Context) -> trace.SpanContext:
@@ -87,7 +101,7 @@ class HarnessPropagator(textmap.TextMapPropagator):
             else:
                 trace_id, span_id = int(match[1], 16), int(match[2], 16)
                 if trace_id and span_id:
-                    span = trace.NonRecordingSpan(_new_context(trace.SpanContext, (
+                    span = _remote_span(_new_context(trace.SpanContext, (
                         trace_id, span_id, True, _FLAGS[match[3]], trace.DEFAULT_TRACE_STATE, True)))
         if entries:
             step = _VALUE_BY_HEADER.get(entries) if type(entries) is str else None
@@ -102,7 +116,7 @@ class HarnessPropagator(textmap.TextMapPropagator):
         if span is None and step is None:
             return ctx
         # what the two propagators make, in one copy: the span, then the step in the baggage
-        values = ctx.copy()
+        values = ctx.copy() if ctx else {}
         if span is not None:
             values[_SPAN_KEY] = span
         if step is not None:
@@ -122,11 +136,13 @@ class HarnessPropagator(textmap.TextMapPropagator):
             self._tracecontext.inject(carrier, context, setter)
             self._baggage.inject(carrier, context, setter)
             return
-        ctx = context if context is not None else _current()
-        span_context = _span_context(ctx)
-        if span_context.is_valid or span_context != _INVALID:
-            carrier["traceparent"] = (f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
-                                      f"{span_context.trace_flags:02x}")
+        ctx = context if context is not None else _cv_get()  # get_current()'s context, one call
+        span = ctx.get(_SPAN_KEY)
+        span_context = span.context if type(span) is LightSpan else _span_context(ctx)
+        if span_context[5] or span_context != _INVALID:  # is_valid, or not the invalid one
+            # %-formatting of the tuple's fields: ~0.4 us less than an f-string of its properties
+            carrier["traceparent"] = "00-%032x-%016x-%02x" % (
+                span_context[0], span_context[1], span_context[3])
             if span_context.trace_state:
                 carrier["tracestate"] = span_context.trace_state.to_header()
         entries = ctx.get(_BAGGAGE_KEY)

@@ -161,3 +161,24 @@ def test_with_step_copies_only_when_it_changes_something():
         assert with_step(3) == baggage.set_baggage(BAGGAGE_STEP, "3")
     finally:
         context.detach(ambient)
+
+
+def test_inject_of_a_light_span_is_the_sdk_composite():
+    """A service's light span (its context read directly), given and as the current context."""
+    from harness.light_span import LightSpan
+    from harness.telemetry import Telemetry
+
+    tracer = Telemetry(run_dir=None, use_env_otlp=False).tracer("nova-compute")
+    with tracer.start_as_current_span("parent") as span:
+        assert type(span) is LightSpan
+        ctx = with_step(20)
+        token = context.attach(ctx)
+        try:
+            for given in (ctx, None):
+                ours, sdk = {}, {}
+                OURS.inject(ours, given)
+                SDK.inject(sdk, given)
+                assert ours == sdk
+                assert ours["traceparent"].endswith(f"{span.context.span_id:016x}-{span.context.trace_flags:02x}")
+        finally:
+            context.detach(token)
