@@ -101,6 +101,28 @@ class VersionRange:
         headers["Vary"] = ", ".join(vary)
         return headers
 
+    def raw_response_headers(self, ver: Version) -> tuple[tuple[bytes, bytes], ...]:
+        """:meth:`response_headers` as ASGI's lower-case byte pairs."""
+        return tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
+                     for k, v in self.response_headers(ver).items())
+
+
+def _stamp(resp: Response, pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+    """Add the version headers to ``resp``: appended as prebuilt pairs (Starlette's header dict
+    encodes and searches the whole list on every insert), unless the endpoint already set one of
+    them, which then is replaced as ``headers.update`` would."""
+    raw = resp.raw_headers
+    for key, _ in raw:
+        if key in _STAMPED:
+            for k, v in pairs:
+                resp.headers[k.decode("latin-1")] = v.decode("latin-1")
+            return
+    raw.extend(pairs)
+
+
+#: every header name :func:`_stamp` may add (lower-case bytes, as ``raw_headers`` holds them)
+_STAMPED = frozenset({b"openstack-api-version", b"x-openstack-nova-api-version", b"vary"})
+
 
 COMPUTE = VersionRange("compute", Version(2, 1), Version(2, 100), "X-OpenStack-Nova-API-Version")
 VOLUME = VersionRange("volume", Version(3, 0), Version(3, 71))
@@ -116,6 +138,7 @@ def versioned(vr: VersionRange, render: Renderer):
 
     def wrap(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
         inner = handler(func)
+        stamps: dict[Version, tuple[tuple[bytes, bytes], ...]] = {}  # built once per version
 
         async def endpoint(request: Request) -> Response:
             ver = vr.negotiate(request.headers)
@@ -126,7 +149,10 @@ def versioned(vr: VersionRange, render: Renderer):
                 if err.status == 401:  # keystonemiddleware answers before the API sees a version
                     raise
                 resp = render(err)
-            resp.headers.update(vr.response_headers(ver))
+            pairs = stamps.get(ver)
+            if pairs is None:
+                pairs = stamps[ver] = vr.raw_response_headers(ver)
+            _stamp(resp, pairs)
             return resp
 
         endpoint.__name__ = func.__name__
