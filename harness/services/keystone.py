@@ -20,7 +20,7 @@ import hmac
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -88,6 +88,15 @@ class Token:
     expires_at: float
     audit_id: str
     methods: tuple[str, ...] = ("password",)
+    # Keystone's text forms of the two times: a token never changes, so they are made once, when
+    # it is issued, rather than for each body that shows it (issue, validations with and without
+    # the catalog)
+    issued_iso: str = field(init=False, repr=False, compare=False)
+    expires_iso: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issued_iso", _iso(self.issued_at))
+        object.__setattr__(self, "expires_iso", _iso(self.expires_at))
 
 
 class Keystone(HttpService):
@@ -171,8 +180,8 @@ class Keystone(HttpService):
             "methods": list(token.methods),
             "user": {"domain": domain, "id": user.id, "name": user.name, "password_expires_at": None},
             "audit_ids": [token.audit_id],
-            "expires_at": _iso(token.expires_at),
-            "issued_at": _iso(token.issued_at),
+            "expires_at": token.expires_iso,
+            "issued_at": token.issued_iso,
             "project": {"domain": domain, "id": token.project_id, "name": self.projects[token.project_id]},
             "is_domain": False,
             "roles": [{"id": self.roles[user.role], "name": user.role}]
@@ -218,14 +227,20 @@ class Keystone(HttpService):
         if self._is_service_user(body):
             found = await self._resolve(body)
             token_id, token = self.issue(found.user, found.project_id, found.methods)
-            return self._token_body(token), 201, {"X-Subject-Token": token_id}
+            return self._issued(token_id, token)
         trace.get_current_span().set_attributes(step_attributes(Step.AUTH_REQUEST))
         await self.latency.delay(Step.AUTH_REQUEST)
         async with self.latency.span(self.tracer, Step.AUTH_ISSUE_TOKEN) as issue_span:
             found = await self._resolve(body)
             token_id, token = self.issue(found.user, found.project_id, found.methods)
             issue_span.set_attribute("enduser.id", found.user.id)
-        return self._token_body(token), 201, {"X-Subject-Token": token_id}
+        return self._issued(token_id, token)
+
+    def _issued(self, token_id: str, token: Token) -> Response:
+        """201 with the new token's body: the body a validation with the catalog answers too (as
+        Keystone renders both), so it is encoded once, here, and the first validation reuses it."""
+        return Response(self._validation_body(token_id, token, True), 201,
+                        {"X-Subject-Token": token_id}, media_type="application/json")
 
     async def _resolve(self, body: dict[str, Any]) -> Any:
         """Check the credentials: on the event loop when no bcrypt check is needed (a token, or a
