@@ -359,8 +359,7 @@ class _NoDelay:
     ~0.6 % of the cloud's CPU on the zero profile was a _StepTiming made and entered per step."""
 
     __slots__ = ("modeled_ms", "_value")
-    clock = None
-    span = trace.INVALID_SPAN
+    clock = None  # as a _StepTiming that had nothing to time
 
     def __init__(self, value: float) -> None:
         self._value = self.modeled_ms = value  # the fixed sampler's value (a float)
