@@ -162,7 +162,7 @@ class ServerSpanMiddleware:
                 headers[k.decode("latin-1")] = v.decode("latin-1")
         parent = extract_context(headers)
         method = scope["method"]
-        client = scope.get("client") or ("", 0)
+        client = scope.get("client") or _NO_CLIENT
         attrs = {
             "http.request.method": method,
             "url.path": scope["path"],
@@ -174,44 +174,58 @@ class ServerSpanMiddleware:
         }
         if "user-agent" in headers:
             attrs["user_agent.original"] = headers["user-agent"]
-        status_holder = {"status": 500}
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                status_holder["started"] = True
-            await send(message)
+        sender = _StatusSend(send)
 
         try:
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive, sender)
             except ApiError as err:
-                await self.render(err)(scope, receive, send_wrapper)
+                await self.render(err)(scope, receive, sender)
             except HTTPException as exc:  # routing's 404 and 405
-                await self.render(_routing_error(exc, method))(scope, receive, send_wrapper)
+                await self.render(_routing_error(exc, method))(scope, receive, sender)
             except Exception as exc:  # never a traceback to the client
                 log.exception("unhandled error in %s %s", method, scope["path"])
                 span.record_exception(exc)
-                if not status_holder.get("started"):
+                if not sender.started:
                     await self.render(ApiError(500, "An unexpected error occurred."))(
-                        scope, receive, send_wrapper
+                        scope, receive, sender
                     )
         finally:
-            status = status_holder["status"]
+            status = sender.status
             route = scope.get("route")
             template = getattr(route, "path", None)
-            end_attrs: dict[str, Any] = {"http.response.status_code": status}
             if template:
                 span.update_name(f"{method} {template}")
-                end_attrs = {"http.route": template, "http.response.status_code": status}
+                end_attrs: dict[str, Any] = {"http.route": template, "http.response.status_code": status}
+            else:
+                end_attrs = {"http.response.status_code": status}
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
                 end_attrs["error.type"] = str(status)
             span.set_attributes(end_attrs)  # one call: each takes the span's lock
             span.end()
             otel_context.detach(token)
+
+
+_NO_CLIENT = ("", 0)
+
+
+class _StatusSend:
+    """The ASGI ``send`` of one request, remembering the response status it started (500 until
+    then); one small object instead of a closure and a dict per request."""
+
+    __slots__ = ("send", "status", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send, self.status, self.started = send, 500, False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+        await self.send(message)
 
 
 class _QuietServer(uvicorn.Server):

@@ -72,3 +72,60 @@ async def test_parsed_bodies_are_per_token_and_keystone_is_still_asked() -> None
     assert (bob.user_name, bob.token) == ("bob", "t-bob")
     assert copy.token == "t-copy" and copy.user_id == "alice-id"
     assert first.expires_at == 4_070_908_800.0
+
+
+async def _serve(app, path: str = "/v2.1/servers/x") -> tuple[list[dict], Any]:
+    """One request through ServerSpanMiddleware: the messages sent and the finished span."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from harness.services.http import ServerSpanMiddleware, nova_error
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mw = ServerSpanMiddleware(app, tracer=provider.get_tracer("t"), render=nova_error, port=8774)
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"user-agent", b"ua")],
+             "scheme": "http", "server": ("127.0.0.1", 8774), "client": ("127.0.0.1", 5000),
+             "http_version": "1.1"}
+    await mw(scope, receive, send)
+    (span,) = exporter.get_finished_spans()
+    return sent, span
+
+
+async def test_server_span_records_the_status_sent() -> None:
+    async def ok(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent, span = await _serve(ok)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert span.attributes["http.response.status_code"] == 202
+    assert span.attributes["user_agent.original"] == "ua" and "error.type" not in span.attributes
+
+
+async def test_server_span_a_bug_is_a_500_body_unless_the_response_started() -> None:
+    async def bug(scope, receive, send) -> None:
+        raise RuntimeError("boom")
+
+    sent, span = await _serve(bug)
+    assert sent[0]["status"] == 500
+    assert orjson.loads(sent[1]["body"])["computeFault"]["code"] == 500
+    assert span.attributes["error.type"] == "500" and span.status.status_code.name == "ERROR"
+
+    async def late_bug(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("boom")
+
+    sent, span = await _serve(late_bug)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
+    assert span.attributes["http.response.status_code"] == 200
