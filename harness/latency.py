@@ -372,12 +372,15 @@ class _NoDelay:
                         tb: object) -> None:
         return None
 
+    def sent(self, at_ns: int) -> None:
+        """Nothing to time (see :meth:`_StepTiming.sent`)."""
+
 
 class _StepTiming:
     """What :meth:`LatencyModel.step` returns (see there)."""
 
     __slots__ = ("model", "step_no", "since_ns", "finish", "modeled_ms", "clock", "span",
-                 "_slept_until", "_slept", "_aim", "_token")
+                 "_slept_until", "_slept", "_aim", "_sent_ns", "_token")
 
     def __init__(self, model: LatencyModel, step: Step, since_ns: int | None, finish: bool) -> None:
         self.model, self.step_no, self.since_ns, self.finish = model, step, since_ns, finish
@@ -387,6 +390,7 @@ class _StepTiming:
         self._slept_until = 0
         self._slept = 0  # ns slept by the model in this step (not the harness's work)
         self._aim = 0  # ns the step is made to end before its modeled time (_Learned.aim_ns)
+        self._sent_ns = 0  # a send's instant, when its block says it (see sent)
         self._token: Token | None = None
 
     async def __aenter__(self) -> "_StepTiming":
@@ -435,12 +439,22 @@ class _StepTiming:
         self._slept = self._slept_until - now
         return self
 
+    def sent(self, at_ns: int) -> None:
+        """A send's block says when its message left (``Message.sent_at_ns``, just before the
+        publish): the send's own time ends there, where the analysis ends it (the receive span
+        starts at that instant), not when the block exits after the publish (~10 us later on the
+        memory transport; a network round trip on AMQP). Without it the step's clock counted the
+        publish as the send's own time and its aim made 0.3 ms sends ~10 % short."""
+        self._sent_ns = at_ns
+
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: object) -> None:
         clock = self.clock
         if clock is None:
             return
         now = time.time_ns()
+        if not self.finish and self._sent_ns and exc_type is None:
+            now = min(now, self._sent_ns)
         try:
             learned = self.model._learned_of(self.step_no, self.finish)
             tail = learned.tail
@@ -461,7 +475,7 @@ class _StepTiming:
             if over > max(OVERRUN_MIN_NS, clock.budget_ns * OVERRUN_REL):
                 self.span.set_attribute(OVERRUN_ATTR, over / 1e6)
         finally:
-            # a send's own time ends with its publish (the block's last act), before this
+            # a send's own time ends with its message's sending (see sent), else with its block
             LEDGER.close(clock, now if not self.finish else time.time_ns())
             if self._token is not None:
                 _CURRENT.reset(self._token)

@@ -127,9 +127,11 @@ class RpcClient:
             attributes=_send_attrs(self.transport, msg, "cast", step),
         ):
             try:
-                async with _sending(self.latency, step):  # the step's time ends with the publish
+                async with _sending(self.latency, step) as timing:  # the step's time ends with the publish
                     inject_headers(msg.headers, step=step)
                     msg.sent_at_ns = time.time_ns()
+                    if timing is not None:
+                        timing.sent(msg.sent_at_ns)
                     await self.transport.publish(msg)
             except MessageLost:  # the span holds the fault; nobody hears of this cast
                 return
@@ -158,9 +160,11 @@ class RpcClient:
             fut: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending[msg.correlation_id] = (fut, reply_step)
             try:
-                async with _sending(self.latency, step):  # the step's time ends with the publish
+                async with _sending(self.latency, step) as timing:  # the step's time ends with the publish
                     inject_headers(msg.headers, step=step)
                     msg.sent_at_ns = time.time_ns()
+                    if timing is not None:
+                        timing.sent(msg.sent_at_ns)
                     await self.transport.publish(msg)
             except MessageLost:  # never published: the call times out, as a lost one does
                 pass
@@ -350,7 +354,9 @@ class RpcServer:
             **_attrs_for(step),
         }
         with self.tracer.start_as_current_span("send reply", kind=SpanKind.PRODUCER, attributes=attrs):
-            async with _sending(self.latency, step):  # a fault here (lost, error) loses the reply
+            async with _sending(self.latency, step) as timing:  # a fault here (lost, error) loses the reply
                 inject_headers(reply.headers)
                 reply.sent_at_ns = time.time_ns()
+                if timing is not None:
+                    timing.sent(reply.sent_at_ns)
                 await self.transport.publish(reply)

@@ -225,6 +225,24 @@ def test_a_sends_own_time_ends_with_its_block():
     assert plain.own_ns(1_900) == 900  # any other step: its tail after the block is its own
 
 
+async def test_a_sends_own_time_ends_when_its_message_is_sent(tmp_path, traced):
+    """rpc marks the send instant (``Message.sent_at_ns``) before the publish; the analysis counts
+    the send's own time up to there (the receive span starts at it), so the clock does too."""
+    tracer, _ = traced
+    model = _model(tmp_path, 1)
+    exits = []
+    for _ in range(3):
+        with tracer.start_as_current_span("cast"):
+            async with model.step(Step.SPAWN, finish=False) as timing:
+                sent = time.time_ns()
+                timing.sent(sent)
+                _busy(4)  # the publish, after the message's instant
+            exits.append((timing.clock.exited_ns, sent))
+    assert all(exited == sent for exited, sent in exits)
+    async with LatencyModel(load_profile("zero"), seed=1).step(Step.SPAWN, finish=False) as timing:
+        timing.sent(time.time_ns())  # the shared zero-profile timing takes the mark too
+
+
 def _ended(learned: latency._Learned, modeled_ns: int, own_ns: int, aimed_ns: int = 0) -> None:
     clock = StepClock(3, anchor_ns=0, budget_ns=modeled_ns)
     clock.aimed_ns = aimed_ns
