@@ -21,7 +21,7 @@ tried and cost twice as much (``bytes %`` formatting and many small objects).
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import orjson
 
@@ -349,22 +349,7 @@ class RecordGroups:
                 scopes = by_resource.setdefault(rkey, (resource, {}))[1]
                 members = by_gid[gid] = scopes.setdefault(skey, (scope, []))[1]
             members.append(_record_span(r, hexes))
-        resource_spans = []
-        for resource, scopes in by_resource.values():
-            scope_spans = []
-            for scope, spans in scopes.values():
-                entry: dict[str, Any] = {}
-                if scope is not None:
-                    entry["scope"] = _scope(scope)
-                entry["spans"] = spans
-                if scope is not None and scope.schema_url:
-                    entry["schemaUrl"] = scope.schema_url
-                scope_spans.append(entry)
-            rs: dict[str, Any] = {"resource": _resource(resource), "scopeSpans": scope_spans}
-            if resource is not None and resource.schema_url:
-                rs["schemaUrl"] = resource.schema_url
-            resource_spans.append(rs)
-        return {"resourceSpans": resource_spans}
+        return _framed((resource, scopes.values()) for resource, scopes in by_resource.values())
 
     def encode(self, records: Sequence[tuple], end: bytes = b"") -> bytes:
         """:meth:`request` as one line of compact OTLP/JSON (``end`` appended)."""
@@ -385,15 +370,23 @@ def _request(spans: Sequence["ReadableSpan"]) -> dict[str, Any]:
             members = by_id[(id(resource), id(scope))] = (
                 by_resource.setdefault(resource, {}).setdefault(scope, []))
         members.append(s)
-    resource_spans = []
     hexes = _Hex()
-    for resource, scopes in by_resource.items():
+    return _framed(
+        (resource, ((scope, [_span(s, hexes) for s in members]) for scope, members in scopes.items()))
+        for resource, scopes in by_resource.items())
+
+
+def _framed(groups: Iterable[tuple[Any, Iterable[tuple[Any, list[dict[str, Any]]]]]]) -> dict[str, Any]:
+    """An ``ExportTraceServiceRequest`` from encoded spans grouped by resource, then scope (both
+    encoders frame their groups here, so the two can only differ in how a span is encoded)."""
+    resource_spans = []
+    for resource, scopes in groups:
         scope_spans = []
-        for scope, members in scopes.items():
+        for scope, spans in scopes:
             entry: dict[str, Any] = {}
             if scope is not None:
                 entry["scope"] = _scope(scope)
-            entry["spans"] = [_span(s, hexes) for s in members]
+            entry["spans"] = spans
             if scope is not None and scope.schema_url:
                 entry["schemaUrl"] = scope.schema_url
             scope_spans.append(entry)
