@@ -204,9 +204,6 @@ class ServiceSpanProcessor(SpanProcessor):
         return all(flushed)
 
 
-_otlp_exporter_from_env = otlp_exporter_from_env  # its old name here
-
-
 def _gevent_patched() -> bool:
     """True under gevent's monkey-patching (Locust), where a thread blocked in a pipe read would
     block every greenlet: exporters then stay in this process."""

@@ -51,17 +51,7 @@ def _pair(**provider_kw):
 
 def _encoded(exporter):
     """The exported request without timestamps (the only thing that differs between runs)."""
-    data = to_otlp_json(exporter.get_finished_spans())
-    for rs in data["resourceSpans"]:
-        for ss in rs["scopeSpans"]:
-            for span in ss["spans"]:
-                span.pop("startTimeUnixNano"), span.pop("endTimeUnixNano")
-                for event in span.get("events", ()):
-                    event.pop("timeUnixNano")
-                    for a in event.get("attributes", ()):
-                        if a["key"] == "exception.stacktrace":
-                            a["value"] = "..."
-    return data
+    return _stripped(to_otlp_json(exporter.get_finished_spans()))
 
 
 def _shape(exporter):
