@@ -177,6 +177,7 @@ class SpanExportProcess:
         self._stopping = False  # the sender's last round
         self._closing = False  # the child's EOF is ours
         self._lost: str | None = None  # why the child is gone, once it is
+        self._reckoned = False  # the spans in flight when it went are counted dropped
         cmd = [sys.executable, "-m", "harness.span_export", "--count", count]
         if self.spans_path is not None:
             cmd += ["--spans", str(self.spans_path)]
@@ -227,13 +228,17 @@ class SpanExportProcess:
             batch = [popleft() for _ in range(min(n, self.send_batch))]
             n -= len(batch)
             counts = Counter(map(itemgetter(0), batch))
-            if self._lost is not None:
-                self._count_dropped(counts)
+            with self._counts_lock:  # with _child_lost's reckoning: each record counted once
+                lost = self._lost is not None
+                if lost:
+                    for gid, k in counts.items():
+                        self._dropped[self._services[gid]] += k
+                else:
+                    self._sent.update(counts)
+            if lost:
                 continue
             known, self._described = self._described, len(self._descriptions)
             groups = [(g, self._descriptions[g]) for g in range(known, self._described)]
-            with self._counts_lock:
-                self._sent.update(counts)
             try:
                 message = marshal.dumps((SPANS, groups, batch))
             except ValueError:  # a value of a type marshal cannot carry (not from our spans)
@@ -260,12 +265,13 @@ class SpanExportProcess:
             asked = self._wake.wait(POLL_S)  # set by force_flush and shutdown only
             if asked:
                 self._wake.clear()
+            stopping = self._stopping  # read once: a last round must follow what it saw
             now = time.monotonic()
             due = now - last >= self._delay
-            if asked or due or self._outbox:
-                self._send(everything=asked or due or self._stopping)
+            if asked or due or stopping or self._outbox:
+                self._send(everything=asked or due or stopping)
                 last = now
-            if self._stopping:
+            if stopping:
                 return
 
     def _send(self, everything: bool = True) -> None:
@@ -320,6 +326,8 @@ class SpanExportProcess:
                 self._answered.update(counts)
                 for gid, n in counts.items():
                     self._exported[self._services[gid]] += n
+                    if self._reckoned:  # a late answer (a write failed first): not lost after all
+                        self._dropped[self._services[gid]] -= n
 
     def _count_dropped(self, counts: Counter) -> None:
         with self._counts_lock:
@@ -334,7 +342,9 @@ class SpanExportProcess:
             waiters, self._flush_waiters = self._flush_waiters, {}
         with self._counts_lock:  # sent and never said to be exported: lost with the child
             lost = self._sent - self._answered if self.counts_spans else Counter()
-        self._count_dropped(lost)
+            for gid, n in lost.items():
+                self._dropped[self._services[gid]] += n
+            self._reckoned = bool(lost)
         log.error("the span export process (pid %d) is gone: %s; %d spans sent to it were not "
                   "written, and every span from now on is counted as dropped",
                   self._proc.pid, why, sum(lost.values()))
@@ -369,6 +379,8 @@ class SpanExportProcess:
         self._stopping = True
         self._wake.set()
         self._sender.join(timeout_s)  # its last round sends what came after the flush
+        if not self._sender.is_alive():
+            self._send()  # nothing left, unless the sender died: then this sends or counts it
         self._closing = True
         try:
             self._to_child.close()  # EOF: the child writes and exports the rest, answers, exits

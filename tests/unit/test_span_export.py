@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,31 @@ def test_a_dead_child_costs_spans_counted_as_dropped_and_logged_once(tmp_path, c
     gone = [r for r in caplog.records if "span export process" in r.getMessage()]
     assert len(gone) == 1, [r.getMessage() for r in gone]
     assert len(read_spans(tmp_path / "spans.jsonl")) == 10
+
+
+def test_spans_queued_as_shutdown_begins_are_written_not_lost(tmp_path):
+    """The sender's last round: its wait times out just as shutdown sets the stop flag. Spans
+    still queued then must be sent (once, a CI run lost 5 here), never silently left behind."""
+    tel = Telemetry(run_dir=tmp_path, use_env_otlp=False)
+    writer = tel.writer
+    assert writer is not None
+    _spans(tel, 10)
+    assert writer.force_flush(10_000)
+
+    class LateWake(threading.Event):
+        """Returns "not asked" only once shutdown has set the stop flag: the racy interleaving."""
+
+        def wait(self, timeout=None):
+            while not writer._stopping:
+                time.sleep(0.002)
+            return False
+
+    writer._wake = LateWake()
+    writer._delay = 3600.0  # and no scheduled send is due
+    _spans(tel, 30)
+    writer.shutdown(timeout_s=1)  # its flush times out (the sender is held), then it stops
+    assert len(read_spans(tmp_path / "spans.jsonl")) == 40
+    assert tel.dropped["nova-api"] == 0
 
 
 def test_the_child_ignores_a_terminal_interrupt(tmp_path):
