@@ -82,8 +82,9 @@ class Settings:
         # A processor that says its hooks may be inlined (harness.telemetry's
         # ServiceSpanProcessor): while nothing is added to it (its ``_added`` tuple, read per
         # span, so one added later is seen at once) a span counts itself in its ``started`` and
-        # ``ended`` counters and hands itself to its ``_hand_on`` callables, as its on_start,
-        # _on_ending and on_end would: three Python calls a span less (two do nothing then).
+        # ``ended`` counters and hands itself to its ``_light_hand_on`` callables (its
+        # ``_hand_on``, with the spans file's light-span entry), as its on_start, _on_ending
+        # and on_end would: three Python calls a span less (two do nothing then).
         inline = getattr(type(processor), "INLINE_HOOKS", False) is True
         self.gate = processor if inline else None
         self.started = processor.started if inline else None
@@ -243,12 +244,13 @@ class LightSpan(trace.Span, ReadableSpan):
         self.add_event(name="exception", attributes=entries, timestamp=timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        with _END_LOCK:
-            if self.end_time is not None:
-                ended = True
-            else:
-                ended = False
+        _END_LOCK.acquire()  # not ``with``: ~0.1 us a span less; nothing in the try can raise
+        try:
+            ended = self.end_time is not None
+            if not ended:
                 self.end_time = end_time if end_time is not None else time_ns()
+        finally:
+            _END_LOCK.release()
         if ended:
             _sdk_log.warning("Calling end() on an ended span.")
             return
@@ -259,7 +261,7 @@ class LightSpan(trace.Span, ReadableSpan):
             settings.on_end(self)
         else:  # the processor's _on_ending (nothing to call) and on_end, inline (see Settings)
             settings.ended[settings.service] += 1
-            for hand_on in gate._hand_on:
+            for hand_on in gate._light_hand_on:
                 hand_on(self)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,

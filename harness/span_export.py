@@ -56,7 +56,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
-from harness.otlp_json import RecordGroups, capture, describe_group
+from harness.otlp_json import RecordGroups, capture, capture_light, describe_group
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class SpanExportProcess:
         self.max_queue, self.send_batch, self._delay = max_queue, send_batch, delay_ms / 1000
         self._queue: deque[tuple] = deque()
         self._gids: dict[tuple[int, int], int] = {}  # (id(resource), id(scope)) -> group
+        self._by_settings: dict[Any, int] = {}  # a light span tracer's settings -> its group
         self._services: list[str] = []  # by group
         self._descriptions: list[tuple] = []  # by group; sent before the first record of each
         self._keep: list[tuple[Any, Any]] = []  # the (resource, scope) of each group: ids stay theirs
@@ -208,11 +209,27 @@ class SpanExportProcess:
         gid = self._gids.get((id(resource), id(scope)))
         if gid is None:
             gid = self._register(resource, scope)
-        queue = self._queue
-        if len(queue) >= self.max_queue or not self._open:
+        if len(self._queue) < self.max_queue and self._open:
+            self._enqueue(capture(span, gid))
+        else:
             self._dropped[self._services[gid]] += 1
-            return
-        queue.append(capture(span, gid))
+
+    def submit_light(self, span: Any) -> None:
+        """:meth:`submit` for a :class:`harness.light_span.LightSpan` (its hand-on when nothing
+        else sees it): its group found by its tracer's settings, its record by
+        :func:`harness.otlp_json.capture_light`."""
+        gid = self._by_settings.get(span._settings)
+        if gid is None:
+            gid = self._by_settings[span._settings] = self._register(
+                span.resource, span.instrumentation_scope)
+        if len(self._queue) < self.max_queue and self._open:
+            self._enqueue(capture_light(span, gid))
+        else:
+            self._dropped[self._services[gid]] += 1
+
+    def _enqueue(self, record: tuple) -> None:
+        queue = self._queue
+        queue.append(record)
         if (len(queue) >= self.send_batch and len(self._outbox) < self._max_outbox
                 and self._pack_lock.acquire(False)):  # not while the sender packs
             try:

@@ -159,7 +159,9 @@ class ServiceSpanProcessor(SpanProcessor):
 
     #: :class:`harness.light_span.LightSpan` may do what :meth:`on_start`, :meth:`_on_ending`
     #: and :meth:`on_end` do itself while ``_added`` is empty: count in ``started``/``ended``
-    #: under ``service``, call each of ``_hand_on``. Keep those fields and that meaning together.
+    #: under ``service``, call each of ``_light_hand_on`` (``_hand_on`` with the writer's
+    #: :meth:`~harness.span_export.SpanExportProcess.submit_light`, its ``submit`` for light
+    #: spans). Keep those fields and that meaning together.
     INLINE_HOOKS = True
 
     def __init__(self, service: str, started: Counter, ended: Counter,
@@ -169,6 +171,8 @@ class ServiceSpanProcessor(SpanProcessor):
         self._shared = ((writer.submit,) if writer is not None else ()) + tuple(
             b.on_end for b in self.batches)
         self._hand_on = self._shared
+        self._light_hand_on = ((writer.submit_light,) if writer is not None else ()) + tuple(
+            b.on_end for b in self.batches)
         self._added: tuple[SpanProcessor, ...] = ()  # by add_span_processor, in order
         self._lock = threading.Lock()
 

@@ -82,25 +82,23 @@ else:  # another runtime context (OTEL_PYTHON_CONTEXT): through the API
 
 class CurrentSpan:
     """``with tracer.start_as_current_span(...) as span``: the span starts on entry (as the SDK's
-    does), is current inside, ends on exit. Also a decorator, a new span per call."""
+    does), is current inside, ends on exit. Also a decorator, a new span per call.
 
-    __slots__ = ("_start", "_name", "_context", "_kind", "_attributes", "_links", "_start_time",
-                 "_record_exception", "_set_status_on_exception", "_end_on_exit", "_span", "_token")
+    Made by :meth:`HarnessTracer.start_as_current_span` without an ``__init__`` frame (see
+    :func:`_current_span`): the start's arguments kept as one tuple (two fields set, not ten)."""
+
+    __slots__ = ("_start", "_args", "_end_on_exit", "_span", "_token")
 
     def __init__(self, start: Callable[..., trace.Span], name: str, context: Context | None,
                  kind: SpanKind, attributes: Attributes, links: Sequence[Link] | None,
                  start_time: int | None, record_exception: bool, set_status_on_exception: bool,
                  end_on_exit: bool) -> None:
-        self._start, self._name, self._context, self._kind = start, name, context, kind
-        self._attributes, self._links, self._start_time = attributes, links, start_time
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
-        self._end_on_exit = end_on_exit
+        self._start, self._end_on_exit = start, end_on_exit
+        self._args = (name, context, kind, attributes, links, start_time, record_exception,
+                      set_status_on_exception)
 
     def __enter__(self) -> trace.Span:
-        span = self._span = self._start(
-            self._name, self._context, self._kind, self._attributes, self._links, self._start_time,
-            self._record_exception, self._set_status_on_exception)
+        span = self._span = self._start(*self._args)
         # trace.use_span's attach(set_span_in_context(span)): the current context plus the span
         values = _cv_get().copy()
         values[_SPAN_KEY] = span
@@ -115,10 +113,10 @@ class CurrentSpan:
                 _cv_reset(self._token)
             except Exception:
                 _context_log.exception("Failed to detach context")
-            if isinstance(exc, Exception) and span.is_recording():
-                if self._record_exception:
+            if exc is not None and isinstance(exc, Exception) and span.is_recording():
+                if self._args[6]:  # record_exception
                     span.record_exception(exc)
-                if self._set_status_on_exception:
+                if self._args[7]:  # set_status_on_exception
                     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         finally:
             if self._end_on_exit:
@@ -126,9 +124,7 @@ class CurrentSpan:
         return False
 
     def _again(self) -> "CurrentSpan":
-        return CurrentSpan(self._start, self._name, self._context, self._kind, self._attributes,
-                           self._links, self._start_time, self._record_exception,
-                           self._set_status_on_exception, self._end_on_exit)
+        return _current_span(self._start, self._args, self._end_on_exit)
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(func):
@@ -143,6 +139,13 @@ class CurrentSpan:
             with self._again():
                 return func(*args, **kwargs)
         return wrapper
+
+
+def _current_span(start: Callable[..., trace.Span], args: tuple, end_on_exit: bool) -> CurrentSpan:
+    """A :class:`CurrentSpan` of ``start(*args)``, made without its ``__init__``."""
+    cm = _new(CurrentSpan)
+    cm._start, cm._args, cm._end_on_exit = start, args, end_on_exit
+    return cm
 
 
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
@@ -433,8 +436,11 @@ class HarnessTracer(trace.Tracer):
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
     ) -> CurrentSpan:
-        return CurrentSpan(self.start_span, name, context, kind, attributes, links, start_time,
-                           record_exception, set_status_on_exception, end_on_exit)
+        cm = _new(CurrentSpan)  # _current_span, inline: no __init__ frame
+        cm._start, cm._end_on_exit = self.start_span, end_on_exit
+        cm._args = (name, context, kind, attributes, links, start_time, record_exception,
+                    set_status_on_exception)
+        return cm
 
 
 #: Environment variable capping the path (``sdk``, ``fast`` or ``light``, the default): ``sdk``

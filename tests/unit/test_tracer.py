@@ -436,3 +436,27 @@ def test_light_spans_count_and_reach_a_processor_added_while_they_run():
                               ("ending", "after"), ("end", "after")]
     assert (processor.started["x"], processor.ended["x"]) == (3, 3)
     assert [s.name for s in exporter.get_finished_spans()] == ["before", "open", "after"]
+
+
+def test_a_light_spans_record_is_the_generic_capture(caplog):
+    """``capture_light`` (what the spans file takes from a light span when it ends) reads the same
+    values as ``capture`` through the ReadableSpan fields: events, links, statuses, a remote
+    parent, a parent with a trace state, dropped counts."""
+    from harness.light_span import LightSpan
+    from harness.otlp_json import capture, capture_light
+
+    (_, _), (ours, our_exp) = _service_pair()
+    _scenario(ours)
+    _odd_cases(ours)
+    _writes(ours, caplog)
+    stated = HarnessPropagator().extract({
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "tracestate": "vendor=x"})
+    with ours.start_as_current_span("under a trace state", context=stated) as span:
+        span.set_status(Status(StatusCode.ERROR, "why"))
+    spans = [s for s in our_exp.get_finished_spans() if type(s) is LightSpan]
+    assert len(spans) >= 12 and any(s.context.trace_state for s in spans)
+    assert any(s.events for s in spans) and any(s.links for s in spans)
+    assert any(s.parent is not None and s.parent.is_remote for s in spans)
+    for i, s in enumerate(spans):
+        assert capture_light(s, i) == capture(s, i)
