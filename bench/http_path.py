@@ -11,6 +11,7 @@ requests in four are microversioned GETs, one in four a POST with a JSON body; 6
     python bench/http_path.py --tracing    # the cloud's tracer (harness.telemetry.Telemetry: the
                                            # light spans), no spans file: span work only
     python bench/http_path.py --tracing --sdk-tracer   # the OpenTelemetry SDK's own tracer
+    python bench/http_path.py --aiohttp    # the client on aiohttp, not harness.services.http1_client
 
 Prints one JSON line: the best of three runs' CPU microseconds per request (both ends).
 """
@@ -22,7 +23,6 @@ import asyncio
 import json
 import socket
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +34,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from harness.faults import FaultInjector  # noqa: E402
+from http_client import best_cpu_per_request  # noqa: E402  (bench/, this script's directory)
 from harness.latency import LatencyModel, load_profile  # noqa: E402
 from harness.services.fault_gate import FaultGate  # noqa: E402
 from harness.services.http import handler, json_body, make_app, make_server, nova_error  # noqa: E402
@@ -59,7 +60,8 @@ def _tracer(tracing: bool, sdk: bool) -> trace.Tracer:
     return Telemetry(run_dir=None, use_env_otlp=False, export_process=False).tracer("nova-api")
 
 
-async def measure(*, tracing: bool, requests: int, concurrency: int = 64, sdk: bool = False) -> dict:
+async def measure(*, tracing: bool, requests: int, concurrency: int = 64, sdk: bool = False,
+                  http1: bool = True) -> dict:
     tracer = _tracer(tracing, sdk)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +74,8 @@ async def measure(*, tracing: bool, requests: int, concurrency: int = 64, sdk: b
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    client = RestClient(tracer, LatencyModel(load_profile("zero"), seed=1), user_agent="bench")
+    client = RestClient(tracer, LatencyModel(load_profile("zero"), seed=1), user_agent="bench",
+                        http1=http1)
     base = f"http://127.0.0.1:{port}/v2.1/servers"
 
     async def worker(n: int) -> None:
@@ -88,20 +91,16 @@ async def measure(*, tracing: bool, requests: int, concurrency: int = 64, sdk: b
                 raise RuntimeError(f"unexpected answer {r.status_code}: {r.text[:200]}")
 
     try:
-        await asyncio.gather(*(worker(100) for _ in range(concurrency)))  # warm up
-        per_worker = max(1, requests // concurrency)
-        best = float("inf")
-        for _ in range(3):
-            cpu0 = time.process_time()
-            await asyncio.gather(*(worker(per_worker) for _ in range(concurrency)))
-            best = min(best, (time.process_time() - cpu0) / (per_worker * concurrency))
+        best, per_run = await best_cpu_per_request(worker, requests=requests, concurrency=concurrency,
+                                                   warm_up=100)
     finally:
         await client.close()
         server.should_exit = True
         await task
     return {"cpu_us_per_request": round(best * 1e6, 1), "tracing": tracing,
             "tracer": type(tracer).__name__ if not sdk else "sdk",
-            "requests_per_run": per_worker * concurrency, "concurrency": concurrency,
+            "client": "http1_client" if http1 else "aiohttp",
+            "requests_per_run": per_run, "concurrency": concurrency,
             "path": "make_app + FaultGate + versioned/handler <- RestClient, one uvloop"}
 
 
@@ -109,13 +108,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracing", action="store_true", help="the cloud's tracer instead of the no-op one")
     parser.add_argument("--sdk-tracer", action="store_true", help="with --tracing: the SDK's own tracer")
+    parser.add_argument("--aiohttp", action="store_true", help="the client on aiohttp for every request")
     parser.add_argument("--requests", type=int, default=20_000, help="requests per run (three runs)")
     args = parser.parse_args()
     if args.requests < 1:
         parser.error(f"--requests must be at least 1, not {args.requests}")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         print(json.dumps(runner.run(measure(tracing=args.tracing, requests=args.requests,
-                                            sdk=args.sdk_tracer))))
+                                            sdk=args.sdk_tracer, http1=not args.aiohttp))))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from yarl import URL
 
 from harness.latency import LatencyModel
 from harness.services.http import ApiError
+from harness.services.http1_client import Http1Client, handles
 from harness.services.request_timeout import RequestTimeouts
 from harness.steps import Step
 from harness.telemetry import inject_headers, step_attributes
@@ -54,19 +55,25 @@ class HttpResponse:
 
 
 class RestClient:
-    """One per service: an aiohttp session with a client span per request.
+    """One per service: a client span per request, sent by :mod:`harness.services.http1_client`
+    (plain ``http://``, the services' own loopback calls) or an aiohttp session (the rest).
 
     aiohttp rather than httpx: the whole cloud shares one event loop, and a boot makes a dozen
-    service-to-service calls; aiohttp's client costs several times less CPU per request.
+    service-to-service calls; aiohttp's client costs several times less CPU per request, and the
+    small keep-alive client less again (``bench/http_client.py``). ``http1=False`` sends
+    everything through aiohttp.
     """
 
     def __init__(self, tracer: trace.Tracer, latency: LatencyModel, *, user_agent: str,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, http1: bool = True) -> None:
         self.tracer, self.latency = tracer, latency
         self.user_agent, self.timeout = user_agent, timeout
         self._session: aiohttp.ClientSession | None = None
         self._default_headers = {istr("User-Agent"): user_agent, istr("Accept"): "application/json",
                                  istr("Accept-Encoding"): "gzip, deflate"}
+        # the same headers, connection limit and connect timeout as the aiohttp session's
+        self._http1 = Http1Client(default_headers=[(str(k), v) for k, v in self._default_headers.items()],
+                                  limit_per_host=256, connect_timeout=5.0) if http1 else None
         # the whole-request timeout, without an event-loop timer per request (see request_timeout)
         self._timeouts = RequestTimeouts(timeout)
 
@@ -88,6 +95,8 @@ class RestClient:
 
     async def close(self) -> None:
         self._timeouts.close()
+        if self._http1 is not None:
+            self._http1.close()
         if self._session is not None:
             await self._session.close()
 
@@ -129,10 +138,17 @@ class RestClient:
                 hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
                 try:
                     with self._timeouts.limit():
-                        async with self.session.request(method, target, headers=hdrs, json=json,
-                                                        params=params) as resp:
-                            body = await resp.read()
-                            result = HttpResponse(resp.status, resp.headers, body)
+                        if self._http1 is not None and handles(target, method):
+                            status, resp_headers, body = await self._http1.request(
+                                method, target.extend_query(params) if params else target,
+                                headers=hdrs, body=None if json is None else orjson.dumps(json),
+                                content_type=None if json is None else "application/json")
+                            result = HttpResponse(status, resp_headers, body)
+                        else:
+                            async with self.session.request(method, target, headers=hdrs, json=json,
+                                                            params=params) as resp:
+                                body = await resp.read()
+                                result = HttpResponse(resp.status, resp.headers, body)
                 except HttpError as exc:
                     span.set_attribute("error.type", type(exc).__name__)
                     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
