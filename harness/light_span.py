@@ -61,6 +61,12 @@ _sdk_log = logging.getLogger("opentelemetry.sdk.trace")
 
 PLAIN = frozenset({str, int, float, bool})  # values the SDK stores unchanged (no length limit)
 STR = frozenset({str})
+#: Attribute keys already found to be non-empty strs (the services use a few dozen), so that
+#: ``KEYS.issuperset(attributes)`` checks a dict's keys in one C call: ~130 ns for 9 keys, against
+#: ~400 ns for a type check of each. A key equal to one of them is a str or a str subclass, which
+#: the SDK keeps as given too. Bounded: past :data:`KEYS_MAX`, new keys get the full check.
+KEYS: set[str] = set()
+KEYS_MAX = 4096
 UNSET = Status(StatusCode.UNSET)
 _OK, _UNSET_CODE = StatusCode.OK, StatusCode.UNSET
 _END_LOCK = threading.Lock()  # end() is check-and-set: one shared lock, not one per span
@@ -95,6 +101,16 @@ class Settings:
         # None (no limit) as a number every length is below
         self.max_attributes = _bound(limits.max_span_attributes)
         self.max_events, self.max_links = _bound(limits.max_events), _bound(limits.max_links)
+
+
+def plain_keys(attributes: dict[Any, Any]) -> bool:
+    """Whether every key of ``attributes`` is a non-empty exact str (remembered in :data:`KEYS`);
+    the check behind ``KEYS.issuperset(attributes)``, for keys not seen yet."""
+    if not STR.issuperset(map(type, attributes)) or "" in attributes:
+        return False
+    if len(KEYS) < KEYS_MAX:
+        KEYS.update(attributes)
+    return True
 
 
 def _bound(limit: int | None) -> int:
@@ -162,7 +178,7 @@ class LightSpan(trace.Span, ReadableSpan):
             return
         attrs = self.attributes
         if (type(attributes) is dict and PLAIN.issuperset(map(type, attributes.values()))
-                and STR.issuperset(map(type, attributes)) and "" not in attributes
+                and (KEYS.issuperset(attributes) or plain_keys(attributes))
                 and len(attrs) + len(attributes) <= self._settings.max_attributes):
             for key, value in attributes.items():
                 if key in attrs:

@@ -56,7 +56,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
-from harness.otlp_json import RecordGroups, capture, capture_light, describe_group
+from harness.otlp_json import RecordGroups, capture, capture_light, describe_group, full_records
 
 log = logging.getLogger(__name__)
 
@@ -599,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         if message[0] == SPANS:
             _, new_groups, records = message
+            records = full_records(records)
             for gid, description in new_groups:
                 groups.add(gid, description)
             if spans_file is not None:

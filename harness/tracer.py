@@ -66,7 +66,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import Attributes
 
-from harness.light_span import PLAIN, STR, UNSET, LightSpan, Settings, links_for
+from harness.light_span import KEYS, PLAIN, UNSET, LightSpan, Settings, links_for, plain_keys
 
 log = logging.getLogger(__name__)
 _context_log = logging.getLogger("opentelemetry.context")  # where the API logs a failed detach
@@ -322,7 +322,7 @@ class HarnessTracer(trace.Tracer):
         if attributes:
             if (type(attributes) is not dict or len(attributes) > settings.max_attributes
                     or not PLAIN.issuperset(map(type, attributes.values()))
-                    or not STR.issuperset(map(type, attributes)) or "" in attributes):
+                    or not (KEYS.issuperset(attributes) or plain_keys(attributes))):
                 return self._sdk_start(name, context, kind, attributes, links, start_time,
                                        record_exception, set_status_on_exception)
             attrs = attributes.copy()

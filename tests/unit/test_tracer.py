@@ -443,7 +443,7 @@ def test_a_light_spans_record_is_the_generic_capture(caplog):
     values as ``capture`` through the ReadableSpan fields: events, links, statuses, a remote
     parent, a parent with a trace state, dropped counts."""
     from harness.light_span import LightSpan
-    from harness.otlp_json import capture, capture_light
+    from harness.otlp_json import SHORT_LEN, capture, capture_light, full_records
 
     (_, _), (ours, our_exp) = _service_pair()
     _scenario(ours)
@@ -458,5 +458,9 @@ def test_a_light_spans_record_is_the_generic_capture(caplog):
     assert len(spans) >= 12 and any(s.context.trace_state for s in spans)
     assert any(s.events for s in spans) and any(s.links for s in spans)
     assert any(s.parent is not None and s.parent.is_remote for s in spans)
+    short = 0
     for i, s in enumerate(spans):
-        assert capture_light(s, i) == capture(s, i)
+        record = capture_light(s, i)
+        short += len(record) == SHORT_LEN
+        assert full_records([record]) == [capture(s, i)]
+    assert 0 < short < len(spans)
