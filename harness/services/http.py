@@ -11,7 +11,7 @@ import contextlib
 import functools
 import inspect
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 import uvicorn
@@ -19,8 +19,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,10 +55,37 @@ _TITLES = {
 class FastJSONResponse(JSONResponse):
     """Starlette's JSONResponse encoded by orjson: the same compact UTF-8 body (no spaces, non-ASCII
     kept as is) at a fraction of the CPU, which matters because every poll, validation and error
-    of a boot is one of these and the whole cloud shares one event loop."""
+    of a boot is one of these and the whole cloud shares one event loop.
+
+    Its headers are Starlette's (``init_headers``: the endpoint's, lower-cased, then
+    ``content-length`` and ``content-type`` unless given), built inline for a plain answer (no
+    background task, a status that has a body), which is every answer of the services."""
+
+    def __init__(self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None,
+                 media_type: str | None = None, background: BackgroundTask | None = None) -> None:
+        if media_type is not None or background is not None or status_code < 200 or status_code in (204, 304):
+            super().__init__(content, status_code, headers, media_type, background)
+            return
+        self.status_code = status_code
+        self.background = None
+        body = self.body = orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        length = (b"content-length", str(len(body)).encode("latin-1"))
+        if headers is None:
+            self.raw_headers = [length, _JSON_TYPE]
+            return
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        keys = {k for k, _ in raw}
+        if b"content-length" not in keys:
+            raw.append(length)
+        if b"content-type" not in keys:
+            raw.append(_JSON_TYPE)
+        self.raw_headers = raw
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 class ApiError(Exception):
@@ -113,13 +141,14 @@ async def json_body(request: Request) -> dict[str, Any]:
             raise ApiError(400, "Invalid Content-Length header") from None
         if too_big:
             raise ApiError(413, f"Request is too large (limit {MAX_BODY_BYTES} bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, f"Request is too large (limit {MAX_BODY_BYTES} bytes)")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    cached = getattr(request, "_body", None)  # read already by request.body()
+    if cached is not None:
+        chunks = [cached] if cached else []
+    elif request._stream_consumed:  # as Request.stream() refuses a second read
+        raise RuntimeError("Stream consumed")
+    else:
+        chunks = await _read_body(request)
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not raw:
         raise ApiError(400, "The request body is empty; a JSON object is required")
     try:
@@ -129,6 +158,31 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "Malformed request body: a JSON object is required")
     return data
+
+
+async def _read_body(request: Request) -> list[bytes]:
+    """The body's chunks, read from the ASGI messages as ``Request.stream()`` reads them, without
+    an async generator per request (uvicorn hands a small body over in one message); 413 as soon
+    as they pass :data:`MAX_BODY_BYTES`."""
+    chunks: list[bytes] = []
+    size, receive = 0, request.receive
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise ApiError(413, f"Request is too large (limit {MAX_BODY_BYTES} bytes)")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                request._stream_consumed = True
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+    return chunks
 
 
 def _routing_error(exc: HTTPException, method: str) -> ApiError:
@@ -221,11 +275,12 @@ class _StatusSend:
     def __init__(self, send: Send) -> None:
         self.send, self.status, self.started = send, 500, False
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine itself: the app awaits uvicorn's send directly (one coroutine a message).
         if message["type"] == "http.response.start":
             self.status = message["status"]
             self.started = True
-        await self.send(message)
+        return self.send(message)
 
 
 class _QuietServer(uvicorn.Server):
@@ -249,17 +304,21 @@ def handler(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Aw
     """Wrap an endpoint that returns a Response or ``(body, status[, headers])``."""
 
     async def endpoint(request: Request) -> Response:
-        result = await func(request)
-        if isinstance(result, Response):
-            return result
-        body, status, *rest = result
-        headers = rest[0] if rest else None
-        if body is None:
-            return Response(status_code=status, headers=headers)
-        return FastJSONResponse(body, status, headers=headers)
+        return as_response(await func(request))
 
     endpoint.__name__ = func.__name__
     return endpoint
+
+
+def as_response(result: Any) -> Response:
+    """What an endpoint returned (a Response or ``(body, status[, headers])``) as a Response."""
+    if isinstance(result, Response):
+        return result
+    body, status, *rest = result
+    headers = rest[0] if rest else None
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    return FastJSONResponse(body, status, headers=headers)
 
 
 def make_app(routes: list, *, render: Renderer, tracer: trace.Tracer, port: int) -> ASGIApp:
@@ -287,6 +346,14 @@ class _RouterApp(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         return TableRouter(self.router)
 
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        # Starlette.__call__ without a coroutine of its own: the router's is awaited directly.
+        scope["app"] = self
+        stack = self.middleware_stack
+        if stack is None:
+            stack = self.middleware_stack = self.build_middleware_stack()
+        return stack(scope, receive, send)
+
 
 def _async_function(endpoint: Any) -> bool:
     """Would Starlette wrap ``endpoint`` as ``request -> response`` (an async function/method)?"""
@@ -295,11 +362,21 @@ def _async_function(endpoint: Any) -> bool:
     return (inspect.isfunction(endpoint) or inspect.ismethod(endpoint)) and inspect.iscoroutinefunction(endpoint)
 
 
+#: Response classes whose ``__call__`` is Starlette's own (start, then the whole body).
+_PLAIN_RESPONSES = frozenset({Response, JSONResponse, FastJSONResponse})
+
+
 def _endpoint_app(func: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
     """``request -> response`` as an ASGI app, its errors left to the span middleware."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         response = await func(Request(scope, receive, send))
-        await response(scope, receive, send)
+        if type(response) in _PLAIN_RESPONSES and response.background is None:
+            # what Response.__call__ sends for an HTTP scope, without its coroutine
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": response.raw_headers})
+            await send({"type": "http.response.body", "body": response.body})
+        else:
+            await response(scope, receive, send)
 
     return app

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
-from harness.services.http import ApiError, Renderer, handler
+from harness.services.http import ApiError, Renderer, as_response
 
 _VERSION = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
@@ -131,20 +131,20 @@ VOLUME = VersionRange("volume", Version(3, 0), Version(3, 71))
 def versioned(vr: VersionRange, render: Renderer):
     """Decorator for an endpoint of a versioned API (see :func:`harness.services.http.handler`).
 
-    It negotiates the version before the endpoint runs (``request.state.api_version``) and stamps
+    It negotiates the version before the endpoint runs (:func:`api_version` tells it) and stamps
     the response with it, an error response too, as Nova's ``Fault`` does; a 401 stays bare, as
     keystonemiddleware sends it before the API is reached.
     """
 
     def wrap(func: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
-        inner = handler(func)
         stamps: dict[Version, tuple[tuple[bytes, bytes], ...]] = {}  # built once per version
 
         async def endpoint(request: Request) -> Response:
-            ver = vr.negotiate(request.headers)
-            request.state.api_version = ver
+            scope = request.scope
+            ver = vr.negotiate(_version_headers(scope["headers"]))
+            scope[_SCOPE_KEY] = ver
             try:
-                resp = await inner(request)
+                resp = as_response(await func(request))  # handler()'s conversion, one coroutine less
             except ApiError as err:
                 if err.status == 401:  # keystonemiddleware answers before the API sees a version
                     raise
@@ -161,6 +161,26 @@ def versioned(vr: VersionRange, render: Renderer):
     return wrap
 
 
+#: Where :func:`versioned` keeps the negotiated version: the request's ASGI scope (a
+#: ``request.state`` attribute would build a State object per request to set and to read it).
+_SCOPE_KEY = "harness.api_version"
+
+#: The request headers that name a version, as ASGI spells them.
+_VERSION_HEADERS = frozenset({b"openstack-api-version", b"x-openstack-nova-api-version"})
+
+
+def _version_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The version headers of a request, lower-case names to values (the first of each, as
+    Starlette's ``Headers.get`` answers), found in one pass over the raw header list."""
+    found: dict[str, str] = {}
+    for key, value in raw:
+        if key in _VERSION_HEADERS:
+            name = key.decode("latin-1")
+            if name not in found:
+                found[name] = value.decode("latin-1")
+    return found
+
+
 def api_version(request: Request) -> Version:
     """The version :func:`versioned` negotiated for this request."""
-    return request.state.api_version
+    return request.scope[_SCOPE_KEY]

@@ -16,7 +16,7 @@ itself, so those answers, their headers and bodies stay Starlette's byte for byt
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Awaitable
 
 from starlette.convertors import Convertor
 from starlette.routing import Route, Router
@@ -112,7 +112,8 @@ class TableRouter:
             self._count = len(routes)
         return self._table
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: the caller awaits the route's app (or the router) directly.
         if scope["type"] == "http" and not scope.get("root_path"):
             table = self._current()
             if table.usable:
@@ -127,6 +128,5 @@ class TableRouter:
                     if outer:
                         params = {**outer, **params}
                     scope["path_params"] = params
-                    await route.app(scope, receive, send)  # route.handle's other branch is a 405
-                    return
-        await self.router(scope, receive, send)
+                    return route.app(scope, receive, send)  # route.handle's other branch is a 405
+        return self.router(scope, receive, send)
