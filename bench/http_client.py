@@ -12,6 +12,7 @@ a POST with a JSON body; 64 in flight.
     python bench/http_client.py --tracing           # RestClient, the cloud's tracer (light spans)
     python bench/http_client.py --aiohttp           # RestClient on aiohttp for every request
     python bench/http_client.py --client aiohttp    # a bare aiohttp session (the floor of aiohttp)
+    python bench/http_client.py --client http1      # the bare http1_client (RestClient's transport)
 
 Prints one JSON line: the best of three runs' client CPU microseconds per request.
 """
@@ -30,6 +31,7 @@ from typing import Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import orjson  # noqa: E402
 import uvloop  # noqa: E402
 
 _BODY = json.dumps({"server": {"id": "0b5ee2b6-9d3f-4e4a-a1f0-5c3b0b8b8c1d", "status": "ACTIVE",
@@ -86,6 +88,24 @@ async def measure(*, client: str, tracing: bool, port: int, requests: int, http1
                 return resp.status
 
         close = session.close
+    elif client == "http1":
+        from yarl import URL
+
+        from harness.services.http1_client import Http1Client
+
+        raw = Http1Client(default_headers=[("User-Agent", "bench"), ("Accept", "application/json"),
+                                           ("Accept-Encoding", "gzip, deflate")])
+
+        async def call(i: int) -> int:
+            if i % 4 == 3:
+                status, _, _ = await raw.request("POST", URL(base), body=orjson.dumps({"name": f"vm{i}"}),
+                                                 content_type="application/json")
+                return status
+            status, _, _ = await raw.request("GET", URL(f"{base}/{i}"), headers=get_headers)
+            return status
+
+        async def close() -> None:
+            raw.close()
     else:
         tracer = (Telemetry(run_dir=None, use_env_otlp=False, export_process=False).tracer("nova-compute")
                   if tracing else trace.NoOpTracer())
@@ -133,7 +153,8 @@ async def best_cpu_per_request(worker: Callable[[int], Awaitable[None]], *, requ
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--client", choices=["rest", "aiohttp"], default="rest")
+    parser.add_argument("--client", choices=["rest", "http1", "aiohttp"], default="rest",
+                        help="RestClient, the bare http1_client (no span, headers, timeout), a bare aiohttp session")
     parser.add_argument("--tracing", action="store_true", help="rest: the cloud's tracer, not the no-op one")
     parser.add_argument("--aiohttp", action="store_true", help="rest: every request through aiohttp")
     parser.add_argument("--requests", type=int, default=20_000, help="requests per run (three runs)")

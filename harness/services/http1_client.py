@@ -260,6 +260,10 @@ class Http1Client:
                  connect_timeout: float | None = 5.0) -> None:
         self._defaults = list(default_headers)
         self._default_names = {name.lower(): i for i, (name, _) in enumerate(self._defaults)}
+        self._default_block = "".join(f"{name}: {value}\r\n" for name, value in self._defaults)
+        if self._default_block.count("\n") != len(self._defaults) or "\r\r" in self._default_block:
+            self._merged(dict(self._defaults))  # raises, naming the header
+        self._hosts: dict[tuple[str | None, int | None], str] = {}  # Host headers by host and port
         self.limit_per_host, self.connect_timeout = limit_per_host, connect_timeout
         self._pools: dict[tuple[str, int], _HostPool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -267,39 +271,63 @@ class Http1Client:
     def encode(self, method: str, url: URL, headers: Any, body: bytes | None,
                content_type: str | None = None) -> bytes:
         """The request's bytes, as aiohttp writes them for the same call."""
-        lines = list(self._defaults)
-        names = self._default_names
-        if headers:
-            added: dict[str, int] = {}
-            for name, value in headers.items():
-                key = name.lower()
-                at = names.get(key, added.get(key))
-                if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                    raise ValueError(f"Newline or carriage return character detected in HTTP header {name!r}")
-                if at is None:
-                    added[key] = len(lines)
-                    lines.append((name, value))
-                else:
-                    lines[at] = (lines[at][0], value)
-        has = {name.lower() for name, _ in lines} if body is not None or method in _BODY_METHODS else ()
+        if headers and not self._default_names.keys().isdisjoint(map(str.lower, headers)):
+            lines = self._merged(headers)  # a request header replaces a default one in place
+            block = "".join([f"{name}: {value}\r\n" for name, value in lines])
+            has: Any = {name.lower() for name, _ in lines}
+        elif headers:  # the usual case: the defaults' prebuilt block, then the request's own
+            extra = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+            if extra.count("\n") != len(headers) or extra.count("\r") != len(headers):
+                self._merged(headers)  # raises, naming the header
+            block = self._default_block + extra
+            has = {name.lower() for name in headers} if body is not None or method in _BODY_METHODS else ()
+        else:
+            block, has = self._default_block, ()
+        tail = []
         if body is not None:
             if "content-length" not in has:
-                lines.append(("Content-Length", str(len(body))))
+                tail.append(f"Content-Length: {len(body)}\r\n")
             if content_type is not None and "content-type" not in has:
-                lines.append(("Content-Type", content_type))
+                tail.append(f"Content-Type: {content_type}\r\n")
         elif method in _BODY_METHODS and "content-length" not in has:
-            lines.append(("Content-Length", "0"))
+            tail.append("Content-Length: 0\r\n")
         if method in _POST_METHODS and content_type is None and "content-type" not in has:
-            lines.append(("Content-Type", "application/octet-stream"))  # aiohttp's default
-        host = url.raw_host or ""
-        if ":" in host:
-            host = f"[{host}]"  # an IPv6 literal
-        if not url.is_default_port():
-            host = f"{host}:{url.port}"
-        head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {host}\r\n" + "".join(
-            f"{name}: {value}\r\n" for name, value in lines) + "\r\n"
+            tail.append("Content-Type: application/octet-stream\r\n")  # aiohttp's default
+        head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {self._host(url)}\r\n{block}{''.join(tail)}\r\n"
         data = head.encode("utf-8")
         return data + body if body else data
+
+    def _merged(self, headers: Any) -> list[tuple[str, str]]:
+        """The default headers with the request's (a same-named one replacing a default in
+        place, the others after them, in order); a header holding CR or LF is refused."""
+        lines = list(self._defaults)
+        names = self._default_names
+        added: dict[str, int] = {}
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise ValueError(f"Newline or carriage return character detected in HTTP header {name!r}")
+            key = name.lower()
+            at = names.get(key, added.get(key))
+            if at is None:
+                added[key] = len(lines)
+                lines.append((name, value))
+            else:
+                lines[at] = (lines[at][0], value)
+        return lines
+
+    def _host(self, url: URL) -> str:
+        """The ``Host`` header: host, and port unless the scheme's default (as aiohttp)."""
+        key = (url.raw_host, url.port)
+        host = self._hosts.get(key)
+        if host is None:
+            host = url.raw_host or ""
+            if ":" in host:
+                host = f"[{host}]"  # an IPv6 literal
+            if not url.is_default_port():
+                host = f"{host}:{url.port}"
+            if len(self._hosts) < 1024:
+                self._hosts[key] = host
+        return host
 
     async def request(self, method: str, url: URL, *, headers: Any = None, body: bytes | None = None,
                       content_type: str | None = None) -> tuple[int, CIMultiDictProxy[str], bytes]:
@@ -331,8 +359,8 @@ class Http1Client:
                 raise
             pool.release(conn, conn.keep_alive)
             break
-        hdrs = CIMultiDict((n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                           for n, v in raw)
+        hdrs = CIMultiDict([(n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                            for n, v in raw])
         encoding = hdrs.get("Content-Encoding", "").lower()
         if encoding in ("gzip", "deflate") and content:
             try:

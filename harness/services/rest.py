@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import datetime, timezone
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -296,9 +297,12 @@ async def password_auth(
 
 
 def _iso_to_epoch(text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """Keystone's ``expires_at`` (ISO 8601, ``Z`` or an offset) as epoch seconds; a time without
+    an offset is UTC (Python 3.11's fromisoformat reads ``Z`` itself)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def catalog_url(catalog: list[dict[str, Any]], service_type: str, *, interface: str = "public",
