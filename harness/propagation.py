@@ -49,10 +49,16 @@ _new_context = tuple.__new__  # SpanContext is a tuple; its __new__ only checks 
 _HEADER_BY_VALUE = {str(n): f"{BAGGAGE_STEP}={n}" for n in range(256)}
 _VALUE_BY_HEADER = {header: value for value, header in _HEADER_BY_VALUE.items()}
 _VALUE_BY_STEP = {n: str(n) for n in range(256)}
+# a step number's baggage header (ints 0..255; a Step, an IntEnum, finds its number's)
+_HEADER_BY_STEP = {n: _HEADER_BY_VALUE[str(n)] for n in range(256)}
+_NO_STATE = trace.DEFAULT_TRACE_STATE
 
 
 def _current() -> Context:
     return get_current()
+
+
+_EMPTY = Context()  # extract's starting point when no context is given (never handed out)
 
 
 _new = object.__new__
@@ -88,16 +94,17 @@ class HarnessPropagator(textmap.TextMapPropagator):
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
         # As the composite: a fresh context when none is given (not the current one).
-        ctx = Context() if context is None else context
         if getter is not textmap.default_getter or type(carrier) is not dict or "tracestate" in carrier:
+            ctx = Context() if context is None else context
             ctx = self._tracecontext.extract(carrier, ctx, getter)
             return self._baggage.extract(carrier, ctx, getter)
+        ctx = _EMPTY if context is None else context  # never written: copied below
         parent, entries = carrier.get("traceparent"), carrier.get("baggage")
         span = step = None
         if parent:
             match = _TRACEPARENT.fullmatch(parent) if type(parent) is str else None
             if match is None:
-                ctx = self._tracecontext.extract(carrier, ctx, getter)
+                ctx = self._tracecontext.extract(carrier, Context() if ctx is _EMPTY else ctx, getter)
             else:
                 trace_id, span_id = int(match[1], 16), int(match[2], 16)
                 if trace_id and span_id:
@@ -108,15 +115,23 @@ class HarnessPropagator(textmap.TextMapPropagator):
             if step is None:
                 match = _STEP_ONLY.fullmatch(entries) if type(entries) is str else None
                 if match is None:
+                    if ctx is _EMPTY:
+                        ctx = Context()
                     if span is not None:
                         ctx, span = trace.set_span_in_context(span, ctx), None
                     ctx = self._baggage.extract(carrier, ctx, getter)
                 else:
                     step = match[1]
         if span is None and step is None:
-            return ctx
+            return Context() if ctx is _EMPTY else ctx
+        if not ctx:  # the usual case: what the two propagators make of an empty context
+            if step is None:
+                return Context({_SPAN_KEY: span})
+            if span is None:
+                return Context({_BAGGAGE_KEY: {BAGGAGE_STEP: step}})
+            return Context({_SPAN_KEY: span, _BAGGAGE_KEY: {BAGGAGE_STEP: step}})
         # what the two propagators make, in one copy: the span, then the step in the baggage
-        values = ctx.copy() if ctx else {}
+        values = ctx.copy()
         if span is not None:
             values[_SPAN_KEY] = span
         if step is not None:
@@ -143,8 +158,9 @@ class HarnessPropagator(textmap.TextMapPropagator):
             # %-formatting of the tuple's fields: ~0.4 us less than an f-string of its properties
             carrier["traceparent"] = "00-%032x-%016x-%02x" % (
                 span_context[0], span_context[1], span_context[3])
-            if span_context.trace_state:
-                carrier["tracestate"] = span_context.trace_state.to_header()
+            state = span_context[4]
+            if state is not _NO_STATE and state:
+                carrier["tracestate"] = state.to_header()
         entries = ctx.get(_BAGGAGE_KEY)
         if not entries or not isinstance(entries, dict):
             return
@@ -158,9 +174,44 @@ class HarnessPropagator(textmap.TextMapPropagator):
                 return
         self._baggage.inject(carrier, context, setter)
 
+    def inject_step(self, carrier: dict[str, str], step: int | None) -> None:
+        """``inject(carrier, context=with_step(step))`` into a dict, without making that context
+        when the current baggage holds at most the boot step (the harness's requests and
+        messages): the current span's ``traceparent`` (and ``tracestate``), then the step's
+        ``baggage`` header, or none for ``step=None``."""
+        ctx = _cv_get()
+        entries = ctx.get(_BAGGAGE_KEY)
+        header = None
+        if step is not None:
+            # the table is by number (a Step finds its number's; a str goes the general way)
+            header = _HEADER_BY_STEP.get(step) if type(step) is not str else None
+            if header is None:
+                self.inject(carrier, context=with_step(step, ctx))
+                return
+        if entries and (type(entries) is not dict or len(entries) != 1 or BAGGAGE_STEP not in entries):
+            self.inject(carrier, context=with_step(step, ctx))  # other baggage: the general path
+            return
+        span = ctx.get(_SPAN_KEY)
+        span_context = span.context if type(span) is LightSpan else _span_context(ctx)
+        if span_context[5] or span_context != _INVALID:
+            carrier["traceparent"] = "00-%032x-%016x-%02x" % (
+                span_context[0], span_context[1], span_context[3])
+            state = span_context[4]
+            if state is not _NO_STATE and state:
+                carrier["tracestate"] = state.to_header()
+        if header is not None:
+            carrier["baggage"] = header
+
     @property
     def fields(self) -> set[str]:
         return self._tracecontext.fields | self._baggage.fields
+
+
+def baggage_step(context: Context | None = None) -> Any:
+    """``baggage.get_baggage(BAGGAGE_STEP, context)`` (default: the current context), read
+    directly."""
+    entries = (_cv_get() if context is None else context).get(_BAGGAGE_KEY)
+    return entries.get(BAGGAGE_STEP) if isinstance(entries, dict) else None
 
 
 def with_step(step: int | None, context: Context | None = None) -> Context:

@@ -32,7 +32,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
-from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -41,7 +40,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from harness.otlp_json import encode_request
-from harness.propagation import BAGGAGE_STEP, HarnessPropagator, with_step  # noqa: F401 (BAGGAGE_STEP: for the services)
+from harness.propagation import BAGGAGE_STEP, HarnessPropagator, baggage_step, with_step  # noqa: F401 (BAGGAGE_STEP: for the services)
 from harness.span_export import SpanExportProcess, otlp_exporter_from_env, otlp_protocol_from_env
 from harness.span_file import LineFile
 from harness.steps import ATTR_PHASE, ATTR_STEP, CATALOGUE, Step
@@ -412,13 +411,16 @@ def inject_headers(headers: dict[str, str] | None = None, *, step: int | None = 
     """W3C ``traceparent`` of the current span for HTTP or message headers, and ``baggage`` with
     the boot step the request is made for (none: any step baggage is dropped)."""
     carrier = headers if headers is not None else {}
-    PROPAGATOR.inject(carrier, context=with_step(step))
+    if type(carrier) is dict:
+        PROPAGATOR.inject_step(carrier, step)
+    else:
+        PROPAGATOR.inject(carrier, context=with_step(step))
     return carrier
 
 
 def caller_step() -> int | None:
     """The boot step the current request was made for (from the caller's baggage), if any."""
-    value = baggage.get_baggage(BAGGAGE_STEP)
+    value = baggage_step()
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):

@@ -17,7 +17,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, AsyncContextManager, Awaitable, Callable
 
-from opentelemetry import baggage
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
@@ -26,7 +25,8 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from harness.latency import LatencyModel
 from harness.messaging.base import Consumer, Message, Transport, uuid4_hex
 from harness.steps import Step
-from harness.telemetry import BAGGAGE_STEP, STEP_ATTRS, extract_context, inject_headers, mark_error
+from harness.propagation import baggage_step
+from harness.telemetry import STEP_ATTRS, extract_context, inject_headers, mark_error
 # the runtime context's own set/reset (the context variable itself by default), as CurrentSpan uses
 from harness.tracer import _context_log, _cv_reset, _cv_set
 
@@ -272,7 +272,7 @@ class RpcServer:
         taken_ns = time.time_ns()
         wait_ms = (taken_ns - msg.sent_at_ns) / 1e6
         step, reply_step = (
-            method.steps_for(baggage.get_baggage(BAGGAGE_STEP, parent)) if method else (None, None)
+            method.steps_for(baggage_step(parent)) if method else (None, None)
         )
         span = self.tracer.start_span(
             f"receive {_template(self.topic)}",

@@ -182,3 +182,31 @@ def test_inject_of_a_light_span_is_the_sdk_composite():
                 assert ours["traceparent"].endswith(f"{span.context.span_id:016x}-{span.context.trace_flags:02x}")
         finally:
             context.detach(token)
+
+
+@pytest.mark.parametrize("ambient", [
+    {}, {"openstack.boot.step": "19"}, {"openstack.boot.step": "20"}, {"user": "x"},
+    {"openstack.boot.step": "19", "user": "x"}, "not a dict"], ids=repr)
+def test_inject_headers_is_the_sdk_composite_over_with_step(ambient):
+    """inject_headers' one-pass path (no context made for the step) writes what the SDK's
+    composite writes for ``with_step(step)``, whatever the current baggage and the step are;
+    the current span a light one, an SDK one or none."""
+    from harness.telemetry import Telemetry
+
+    light = Telemetry(run_dir=None, use_env_otlp=False).tracer("nova-compute")
+    sdk_tracer = TracerProvider().get_tracer("x")
+    stated = NonRecordingSpan(SpanContext(0x1, 0x2, False, TraceFlags(1), TraceState([("v", "1")])))
+    for make in (light.start_as_current_span, sdk_tracer.start_as_current_span, None):
+        base = context.set_value(_BAGGAGE_KEY, ambient) if ambient != {} else context.get_current()
+        token = context.attach(base)
+        try:
+            spans = [make("s")] if make is not None else []
+            spans.append(trace.use_span(stated))
+            for cm in spans:
+                with cm:
+                    for step in (None, 20, Step.SPAWN, 300, True, "7", 2.0):
+                        expected: dict = {}
+                        SDK.inject(expected, with_step(step))
+                        assert inject_headers({}, step=step) == expected, (step, ambient)
+        finally:
+            context.detach(token)
