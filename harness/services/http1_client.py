@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import aiohttp
 import httptools
-from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.client_reqrep import ConnectionKey, RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -50,6 +50,10 @@ def handles(url: URL, method: str) -> bool:
     """True when this client takes the request: plain http with a host, and a method whose
     answer's framing llhttp knows without being told the request (not HEAD, not CONNECT)."""
     return url.scheme == "http" and bool(url.raw_host) and method not in ("HEAD", "CONNECT")
+
+
+class _BadAnswer(Exception):
+    """A malformed answer (raised to the caller as aiohttp's ClientResponseError, status 400)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -80,12 +84,14 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # bytes on an idle connection: nothing asked for them
+            self.close()
+            return
         self.started = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:  # a malformed answer: this connection is done
-            self._fail(aiohttp.ClientResponseError(
-                None, (), status=400, message=f"Invalid HTTP response: {exc}"))  # type: ignore[arg-type]
+            self._fail(_BadAnswer(f"Invalid HTTP response: {exc}"))
             self.close()
 
     def eof_received(self) -> bool:
@@ -121,6 +127,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:  # an interim answer (100 Continue): the real one follows
             self._reset()
+            self.started = True
             return
         self.complete = True
         if self.waiter is not None and not self.waiter.done():
@@ -348,6 +355,10 @@ class Http1Client:
             conn = await pool.acquire(url)
             try:
                 status, raw, content = await conn.exchange(data)
+            except _BadAnswer as exc:  # as aiohttp reports a response its parser refuses
+                pool.release(conn, False)
+                info = RequestInfo(url, method, CIMultiDictProxy(CIMultiDict(headers or {})), url)
+                raise aiohttp.ClientResponseError(info, (), status=400, message=str(exc)) from None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 pool.release(conn, False)
                 if retry and conn.reused and not conn.started:

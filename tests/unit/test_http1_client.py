@@ -54,6 +54,10 @@ def _answer(path: str) -> tuple[bytes, str]:
         return b"", "close"  # the server closes without answering
     if path.startswith("/hang"):
         return b"", "hang"
+    if path.startswith("/continue"):  # an interim answer first
+        return (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(_JSON)) + _JSON, "keep"
+    if path.startswith("/garbage"):
+        return b"HTX/1.1 200 OK\r\n\r\n", "close"
     if path.startswith("/eof"):  # neither Content-Length nor chunked: the body ends with the connection
         return b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + _JSON, "close"
     return (b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Subject-Token: tok-1\r\n"
@@ -160,7 +164,8 @@ async def test_same_request_bytes_as_aiohttp() -> None:
 
 
 async def test_same_answers_as_aiohttp() -> None:
-    paths = [("GET", p, {}) for p in ("/ok", "/chunked", "/gzip", "/nocontent", "/missing", "/close", "/ok")]
+    paths = [("GET", p, {}) for p in ("/ok", "/chunked", "/gzip", "/nocontent", "/missing", "/close", "/ok",
+                                      "/continue", "/ok")]
     paths.append(("POST", "/missing", {"json": {"a": 1}}))
     answers = []
     for http1 in (False, True):
@@ -307,3 +312,23 @@ async def test_json_body_is_orjson_and_utf8() -> None:
         await rec.stop()
     body = rec.requests[0][1].split(b"\r\n\r\n", 1)[1]
     assert orjson.loads(body) == {"name": "é", "n": [1, 2]}
+
+
+async def test_malformed_answer_is_a_client_response_error_for_both() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for http1 in (False, True):
+        rec = Recorder()
+        port = await rec.start()
+        client = _rest(http1, provider.get_tracer("test"))
+        try:
+            with pytest.raises(aiohttp.ClientResponseError) as info:
+                await client.request("GET", f"http://127.0.0.1:{port}/garbage", template="/garbage")
+            assert info.value.status == 400 and str(info.value)
+            assert (await client.request("GET", f"http://127.0.0.1:{port}/ok", template="/ok")).status_code == 201
+        finally:
+            await client.close()
+            await rec.stop()
+    failed = [s for s in exporter.get_finished_spans() if s.name == "GET /garbage"]
+    assert [s.attributes["error.type"] for s in failed] == ["ClientResponseError"] * 2
