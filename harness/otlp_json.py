@@ -195,43 +195,40 @@ def capture(s: "ReadableSpan", group: int) -> tuple:
     )
 
 
-#: What :func:`capture_light` compares a span's trace state and status with by identity (the
-#: values nearly every light span has); set on first use by :func:`_light_constants`.
+#: What :func:`capture_light` compares a span's trace state with by identity (the one nearly
+#: every light span has); set on first use by :func:`_light_constants`.
 _LIGHT: list[Any] = []
 
 
 def capture_light(s: Any, group: int) -> tuple:
     """:func:`capture`'s record of an ended :class:`harness.light_span.LightSpan`, read from its
     slots and its span contexts' tuple fields (``SpanContext``'s properties are Python calls,
-    seven a span): the same values, ~1 us less a span on the event loop's thread; most spans
-    get the short record (:data:`SHORT_LEN`)."""
+    seven a span): the same values, ~1 us less a span on the event loop's thread. A span with no
+    extra (no events, links, status or drops: most) and no trace state gets the short record
+    (:data:`SHORT_LEN`)."""
     if not _LIGHT:
         _light_constants()
-    no_state, unset = _LIGHT
     ctx = s.context
     parent = s.parent
-    status = s.status
+    more = s._more
     kind = _KIND_BY_ID.get(id(s.kind))
-    if status is unset:
-        code, description = 0, None
-    else:
-        code, description = _STATUS_BY_ID.get(id(status.status_code)), status.description
-    if kind is None or code is None:
-        kind, code = _codes(s.kind, status.status_code)
     state = ctx[4]
-    events = s.events
-    links = s.links
-    if (code == 0 and description is None and state is no_state and not events and not links
-            and not s.dropped_attributes and not s.dropped_events and not s.dropped_links):
+    if more is None and kind is not None and state is _LIGHT[0]:
         return (group, ctx[0], ctx[1], None if parent is None else parent[1],
                 parent is not None and parent[2], s.name, kind, s.start_time, s.end_time,
                 s.attributes)
+    status = s.status
+    code = _STATUS_BY_ID.get(id(status.status_code))
+    if kind is None or code is None:
+        kind, code = _codes(s.kind, status.status_code)
+    events = s.events
+    links = s.links
     return (
-        group, ctx[0], ctx[1], None if state is no_state or not state else state.to_header(),
+        group, ctx[0], ctx[1], state.to_header() if state is not _LIGHT[0] and state else None,
         None if parent is None else parent[1], parent is not None and parent[2],
         s.name, kind, s.start_time, s.end_time, s.attributes, s.dropped_attributes,
         _events(events) if events else (), s.dropped_events,
-        _links(links) if links else (), s.dropped_links, code, description,
+        _links(links) if links else (), s.dropped_links, code, status.description,
     )
 
 
@@ -243,12 +240,9 @@ def full_records(records: list[tuple]) -> list[tuple]:
 
 
 def _light_constants() -> None:
-    from opentelemetry.trace import DEFAULT_TRACE_STATE, StatusCode
+    from opentelemetry.trace import DEFAULT_TRACE_STATE
 
-    from harness.light_span import UNSET
-
-    assert UNSET.status_code is StatusCode.UNSET and UNSET.description is None
-    _LIGHT[:] = [DEFAULT_TRACE_STATE, UNSET]
+    _LIGHT[:] = [DEFAULT_TRACE_STATE]
     if not _KIND_BY_ID:
         _enum_codes()
 

@@ -66,7 +66,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import Attributes
 
-from harness.light_span import KEYS, PLAIN, UNSET, LightSpan, Settings, links_for, plain_keys
+from harness.light_span import KEYS, PLAIN, UNSET, Extra, LightSpan, Settings, links_for, plain_keys
 
 log = logging.getLogger(__name__)
 _context_log = logging.getLogger("opentelemetry.context")  # where the API logs a failed detach
@@ -364,16 +364,13 @@ class HarnessTracer(trace.Tracer):
         span.start_time = start_time if start_time is not None else time_ns()
         span.end_time = None
         span.attributes = attrs
-        span.events = span.links = ()
-        span.status = UNSET
-        span.resource = settings.resource
-        span.instrumentation_scope = settings.scope
-        span.dropped_attributes = span.dropped_events = span.dropped_links = 0
         span._settings = settings
-        span._record_exception = record_exception
-        span._set_status_on_exception = set_status_on_exception
-        if links:
-            span.links, span.dropped_links = links_for(links, settings)
+        if record_exception is True and set_status_on_exception is True and not links:
+            span._more = None
+        else:
+            more = span._more = Extra(record_exception, set_status_on_exception)
+            if links:
+                more.links, more.dropped_links = links_for(links, settings)
         gate = settings.gate
         if gate is not None and not gate._added:  # its on_start, inline (light_span.Settings)
             settings.started[settings.service] += 1
