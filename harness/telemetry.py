@@ -372,6 +372,11 @@ STEP_ATTRS: Mapping[Step, dict[str, Any]] = MappingProxyType(
     {step: {ATTR_STEP: int(step), ATTR_PHASE: info.phase.value} for step, info in CATALOGUE.items()})
 
 
+#: Each step's span name (the catalogue's), by step.
+STEP_NAMES: Mapping[Step, str] = MappingProxyType(
+    {step: info.span_name for step, info in CATALOGUE.items()})
+
+
 def step_attributes(step: Step) -> dict[str, Any]:
     """The step's span attributes (number and phase), a dict of the caller's own."""
     return STEP_ATTRS[step].copy()
@@ -389,15 +394,11 @@ def step_span(
 ) -> AbstractContextManager[trace.Span]:
     """Open the span of one boot step (name from the catalogue), current for the block.
 
-    Returns the tracer's own context manager (no generator around it: one fewer per span)."""
+    Returns the tracer's own context manager (no generator around it: one fewer per span),
+    called with the API's positional order (no keyword matching per span)."""
     attrs = {**STEP_ATTRS[step], **attributes} if attributes else STEP_ATTRS[step]
-    return tracer.start_as_current_span(
-        name or CATALOGUE[step].span_name,
-        context=context,
-        kind=kind,
-        attributes=attrs,
-        start_time=start_time,
-    )
+    return tracer.start_as_current_span(name or STEP_NAMES[step], context, kind, attrs, None,
+                                        start_time)
 
 
 def mark_error(span: trace.Span, message: str, *, event: str | None = None, **attrs: Any) -> None:
@@ -427,5 +428,6 @@ def caller_step() -> int | None:
         return None
 
 
-def extract_context(headers: Mapping[str, str]) -> otel_context.Context:
-    return PROPAGATOR.extract(headers)
+#: ``extract_context(headers)``: the context a request's or message's headers carry (the
+#: propagator's own method, not a function around it: one frame less per request).
+extract_context = PROPAGATOR.extract
