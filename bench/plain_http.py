@@ -10,8 +10,9 @@ harness on this stack could reach; ``bench_harness.py`` compares the real capaci
 
 Two ceilings, because a boot's requests are of two kinds: those from the load generator (another
 process: the cloud pays the server end only, :func:`measure`) and service-to-service ones (both
-ends in the cloud's one loop, :func:`measure_in_loop`: the same endpoint and an aiohttp client
-sharing one uvloop, as nova-compute calling glance-api does in the embedded cloud).
+ends in the cloud's one loop, :func:`measure_in_loop`: the same endpoint and the services' own
+keep-alive client (``harness.services.http1_client``) sharing one uvloop, as nova-compute calling
+glance-api does in the embedded cloud).
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def measure_in_loop(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
             await asyncio.sleep(0.01)
         try:
             url = f"http://127.0.0.1:{port}/ping"
-            await _drive(url, concurrency=concurrency, seconds=1.0)  # warm
+            await _drive_http1(url, concurrency=concurrency, seconds=1.0)  # warm
             cpu0 = time.process_time()
-            n, wall = await _drive(url, concurrency=concurrency, seconds=seconds)
+            n, wall = await _drive_http1(url, concurrency=concurrency, seconds=seconds)
             return n, wall, time.process_time() - cpu0
         finally:
             server.should_exit = True
@@ -90,6 +91,32 @@ async def _drive(url: str, *, concurrency: int, seconds: float) -> tuple[int, fl
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return n, time.perf_counter() - t0
+
+
+async def _drive_http1(url: str, *, concurrency: int, seconds: float) -> tuple[int, float]:
+    """As :func:`_drive`, on the client the services use for their own plain-http calls
+    (``harness.services.http1_client``), so the in-loop ceiling is that of the cloud's path."""
+    from yarl import URL
+
+    from harness.services.http1_client import Http1Client
+
+    client = Http1Client(limit_per_host=concurrency)
+    target = URL(url)
+    n = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal n
+        while time.perf_counter() < deadline:
+            await client.request("GET", target)
+            n += 1
+
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return n, time.perf_counter() - t0
+    finally:
+        client.close()
 
 
 def measure(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
