@@ -1,9 +1,14 @@
 """A step lasts its modeled time with the harness's own work counted in it (harness.latency).
 
-Timings on a shared 2-core box are noisy (a process waits for a core for milliseconds at times):
-each check takes the median of several steps and allows 1.5-2 ms, while what it tells apart
-differs by 4 ms or more (work on top of the model vs inside it), or by a factor (a 0.4 ms sleep
-vs the loop's millisecond timer).
+Timings on a shared 2-core box are noisy: with a load average above ~4 a process waits for a core
+for milliseconds at times, so a wake-up comes that much past its deadline and busy work runs past
+its end, which no step can help. Each check therefore takes the median of several steps and is
+one-sided twice over: a step never ends before its modeled time (a busy box only ever delays), and
+it ends no more than 2 ms after it once what the box measurably added to that very span is taken
+off (the ``box`` fixture: how late its last wake-up came, how far its busy work overran; queue
+waits and callees count at what they took, not what they asked). What the checks tell apart
+differs by 4 ms or more (work on top of the model vs inside it), in the direction that no
+correction can hide; on a quiet box they are as strict as fixed 2 ms margins.
 """
 
 import asyncio
@@ -16,6 +21,7 @@ import uvloop
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, SpanKind
 
 from harness import deadline, latency
@@ -24,6 +30,9 @@ from harness.step_clock import LEDGER, StepClock
 from harness.steps import Step
 
 REPEATS = 9
+#: How much earlier than its deadline a wake-up may come (harness.deadline arms its timer by the
+#: median lateness, at most 0.3 ms, before the deadline).
+EARLY_MS = 0.35
 
 
 @pytest.fixture
@@ -33,6 +42,44 @@ def traced():
     provider.add_span_processor(LEDGER)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider.get_tracer("t"), exporter
+
+
+class Box:
+    """What this box added to each span beyond what the test asked for, measured as it happened,
+    by span id (0: no span): how late the last of the model's sleeps in the span woke past its
+    deadline, and how far busy work in it (:func:`_busy`) ran past its end because the process
+    lost its core meanwhile (ms). Taking both off can only make a span look shorter than it was:
+    a check's upper bound then follows the box's scheduling delay, its lower bound stays raw."""
+
+    def __init__(self) -> None:
+        self.late: dict[int, float] = {}
+        self.stalled: dict[int, float] = {}
+
+    def added_ms(self, span_id: int) -> float:
+        return self.late.get(span_id, 0.0) + self.stalled.get(span_id, 0.0)
+
+    def on_time_ms(self, span) -> float:
+        return _ms(span) - self.added_ms(span.context.span_id)
+
+
+_BOX: Box | None = None
+
+
+@pytest.fixture
+def box(monkeypatch) -> Box:
+    global _BOX
+    real = deadline.sleep_until
+    measured = Box()
+
+    async def sleep_until(deadline_ns: int) -> None:
+        await real(deadline_ns)
+        sid = trace.get_current_span().get_span_context().span_id
+        measured.late[sid] = max(0.0, (time.monotonic_ns() - deadline_ns) / 1e6)
+
+    monkeypatch.setattr(deadline, "sleep_until", sleep_until)
+    _BOX = measured
+    yield measured
+    _BOX = None
 
 
 def _model(tmp_path, ms: float, step: Step = Step.SPAWN) -> LatencyModel:
@@ -50,9 +97,12 @@ def _busy(ms: float) -> None:
     end = time.perf_counter() + ms / 1000
     while time.perf_counter() < end:
         pass
+    if _BOX is not None:  # past the end: the core was taken away around it
+        sid = trace.get_current_span().get_span_context().span_id
+        _BOX.stalled[sid] = _BOX.stalled.get(sid, 0.0) + (time.perf_counter() - end) * 1000
 
 
-async def test_own_work_counts_toward_the_modeled_time(tmp_path, traced):
+async def test_own_work_counts_toward_the_modeled_time(tmp_path, traced, box):
     tracer, exporter = traced
     model = _model(tmp_path, 20)
     for _ in range(REPEATS):
@@ -61,12 +111,15 @@ async def test_own_work_counts_toward_the_modeled_time(tmp_path, traced):
             async with model.step(Step.SPAWN):
                 _busy(5)  # inside it: counted, not added
     spans = exporter.get_finished_spans()
-    assert statistics.median(_ms(s) for s in spans) == pytest.approx(20, abs=2.0)  # not 28
+    assert statistics.median(_ms(s) for s in spans) >= 20 - EARLY_MS
+    assert statistics.median(box.on_time_ms(s) for s in spans) <= 20 + 2.0  # not 28
     assert all(s.attributes[MODELED_DELAY_ATTR] == 20 for s in spans)
-    assert not any(OVERRUN_ATTR in s.attributes for s in spans)
+    # 8 ms of work in 20 is no overrun, unless the box stalled the work by 12 ms more: never by
+    # more than that stall
+    assert all(s.attributes.get(OVERRUN_ATTR, 0.0) <= box.stalled.get(s.context.span_id, 0.0) for s in spans)
 
 
-async def test_descendants_are_not_the_steps_own_time(tmp_path, traced):
+async def test_descendants_are_not_the_steps_own_time(tmp_path, traced, box):
     tracer, exporter = traced
     model = _model(tmp_path, 6)
     for _ in range(REPEATS):
@@ -74,11 +127,15 @@ async def test_descendants_are_not_the_steps_own_time(tmp_path, traced):
             async with model.step(Step.SPAWN):
                 with tracer.start_as_current_span("GET /v2/images"):  # a callee: 10 ms
                     await asyncio.sleep(0.010)
-    steps = [s for s in exporter.get_finished_spans() if s.name == "get image"]
-    assert statistics.median(_ms(s) for s in steps) == pytest.approx(16, abs=2.0)  # 6 own + 10
+    spans = exporter.get_finished_spans()
+    steps = [s for s in spans if s.name == "get image"]
+    callees = [s for s in spans if s.name == "GET /v2/images"]  # as long as the box let them be
+    # 6 own + the callee's time (not max(6, callee): its time is not the step's own)
+    assert statistics.median(_ms(s) - _ms(c) for s, c in zip(steps, callees)) >= 6 - EARLY_MS
+    assert statistics.median(box.on_time_ms(s) - _ms(c) for s, c in zip(steps, callees)) <= 6 + 2.0
 
 
-async def test_a_cast_consumer_is_no_descendant_time(tmp_path, traced):
+async def test_a_cast_consumer_is_no_descendant_time(tmp_path, traced, box):
     """What a cast starts runs on its own: a step that cast earlier does not wait for it."""
     tracer, exporter = traced
     model = _model(tmp_path, 8)
@@ -96,7 +153,8 @@ async def test_a_cast_consumer_is_no_descendant_time(tmp_path, traced):
                 bg.append(asyncio.create_task(consumer()))
     await asyncio.gather(*bg)
     steps = [s for s in exporter.get_finished_spans() if s.name == "select"]
-    assert statistics.median(_ms(s) for s in steps) == pytest.approx(8, abs=2.0)  # not 30
+    assert statistics.median(_ms(s) for s in steps) >= 8 - EARLY_MS
+    assert statistics.median(box.on_time_ms(s) for s in steps) <= 8 + 2.0  # not 30
 
 
 async def test_work_beyond_the_model_is_an_overrun(tmp_path, traced):
@@ -117,7 +175,7 @@ async def test_work_beyond_the_model_is_an_overrun(tmp_path, traced):
     assert statistics.median(o - w for o, w in zip(over, work[1:])) == pytest.approx(-4, abs=2.0)
 
 
-async def test_a_send_does_not_sleep_after_its_publish(tmp_path, traced):
+async def test_a_send_does_not_sleep_after_its_publish(tmp_path, traced, box):
     tracer, exporter = traced
     model = _model(tmp_path, 10)
     for _ in range(REPEATS):
@@ -126,41 +184,54 @@ async def test_a_send_does_not_sleep_after_its_publish(tmp_path, traced):
                 _busy(4)  # serialise + publish
     spans = exporter.get_finished_spans()
     # the 4 ms of work after the sleep was learnt and left room for: the send lasts ~10, not 14
-    assert statistics.median(_ms(s) for s in spans[1:]) == pytest.approx(10, abs=2.0)
+    assert statistics.median(box.on_time_ms(s) for s in spans[1:]) <= 10 + 2.0
+    # no top-up after a send: room left for work that a stall made longer on earlier spans (the
+    # learnt median) ends a later one early by at most that stall
+    assert statistics.median(_ms(s) for s in spans[1:]) >= 10 - EARLY_MS - max(box.stalled.values(), default=0.0)
 
 
-async def test_a_receive_step_starts_when_it_is_taken(tmp_path, traced):
+async def test_a_receive_step_starts_when_it_is_taken(tmp_path, traced, box):
     tracer, exporter = traced
     model = _model(tmp_path, 5)
+    waits = []
     for _ in range(REPEATS):
         sent = time.time_ns()
-        await asyncio.sleep(0.008)  # queue wait
+        await asyncio.sleep(0.008)  # queue wait (8 ms, or what the box made of it)
+        taken = time.time_ns()
+        waits.append((taken - sent) / 1e6)
         with tracer.start_as_current_span("receive", start_time=sent):
-            await model.delay(Step.SPAWN, since_ns=time.time_ns())
-    assert statistics.median(_ms(s) for s in exporter.get_finished_spans()) == pytest.approx(13, abs=2.0)
+            await model.delay(Step.SPAWN, since_ns=taken)
+    spans = exporter.get_finished_spans()
+    # the wait, then 5 ms from when it was taken (not 5 ms from when it was sent)
+    assert statistics.median(_ms(s) - w for s, w in zip(spans, waits)) >= 5 - EARLY_MS
+    assert statistics.median(box.on_time_ms(s) - w for s, w in zip(spans, waits)) <= 5 + 2.0
 
 
-async def test_a_cost_slept_in_the_step_extends_it(tmp_path, traced):
+async def test_a_cost_slept_in_the_step_extends_it(tmp_path, traced, box):
     tracer, exporter = traced
     model = _model(tmp_path, 5)
     for _ in range(REPEATS):
         with tracer.start_as_current_span("select"):
             async with model.step(Step.SPAWN):
                 await model.sleep_ms(7)  # per-host scan cost
-    assert statistics.median(_ms(s) for s in exporter.get_finished_spans()) == pytest.approx(12, abs=2.0)
+    spans = exporter.get_finished_spans()
+    assert statistics.median(_ms(s) for s in spans) >= 12 - EARLY_MS
+    assert statistics.median(box.on_time_ms(s) for s in spans) <= 12 + 2.0
 
 
-async def test_without_tracing_the_delay_is_still_slept(tmp_path):
+async def test_without_tracing_the_delay_is_still_slept(tmp_path, box):
     model = _model(tmp_path, 15)
     tracer = NoOpTracer()
-    took = []
+    took, on_time = [], []
     for _ in range(3):
         t0 = time.perf_counter()
         with tracer.start_as_current_span("spawn"):
             async with model.step(Step.SPAWN):
                 pass
         took.append((time.perf_counter() - t0) * 1000)
-    assert statistics.median(took) == pytest.approx(15, abs=2.0)
+        on_time.append(took[-1] - box.added_ms(0))  # no span: its sleeps are filed under 0
+    assert statistics.median(took) >= 15 - EARLY_MS
+    assert statistics.median(on_time) <= 15 + 2.0
 
 
 async def test_zero_delay_sleeps_nothing(tmp_path, traced):
@@ -175,7 +246,10 @@ async def test_zero_delay_sleeps_nothing(tmp_path, traced):
 
 
 def test_deadline_sleeps_below_a_millisecond_on_uvloop():
-    """uvloop's timers round to whole milliseconds: asyncio.sleep(0.0004) returns at once."""
+    """uvloop's timers round to whole milliseconds: asyncio.sleep(0.0004) returns at once, or
+    after a millisecond. The deadline's sleep lasts 0.4 ms, plus what a blocking 0.4 ms sleep of
+    the kernel's takes beyond it right now (the box's scheduling delay: ~0.1 ms when quiet,
+    milliseconds under heavy load), never nothing."""
     async def main() -> list[float]:
         out = []
         for _ in range(40):
@@ -184,15 +258,24 @@ def test_deadline_sleeps_below_a_millisecond_on_uvloop():
             out.append((time.monotonic_ns() - t0) / 1e6)
         return out
 
+    def blocking() -> float:
+        t0 = time.monotonic_ns()
+        time.sleep(0.0004)
+        return (time.monotonic_ns() - t0) / 1e6 - 0.4
+
+    before = [blocking() for _ in range(20)]
     took = uvloop.run(main())
-    assert 0.3 <= statistics.median(took) <= 0.9
+    delay = statistics.median(before + [blocking() for _ in range(20)])
+    assert statistics.median(took) >= 0.3
+    assert statistics.median(took) <= 0.9 + max(0.0, delay)
 
 
-async def test_late_wake_ups_are_aimed_for(tmp_path, traced, monkeypatch):
+async def test_late_wake_ups_are_aimed_for(tmp_path, traced, monkeypatch, box):
     """Every wake-up 10 ms late (a callback holding the loop when the timer fires): the step learns
     from its spans how far their median overshot and aims that much earlier, which its spans
     record (COMPENSATION_ATTR); the median step lasts its modeled 40 ms again, not 50. (Long
-    steps: a busy box stretches a 10 ms busy loop by a few ms, which the aim learns too.)"""
+    steps: a busy box stretches a 10 ms busy loop by a few ms, which the aim learns too; what the
+    box added to a span beyond the aim's estimate is taken off as in the other checks.)"""
     real_sleep = latency._sleep_until_wall
 
     async def late_sleep(wall_ns: int) -> None:
@@ -206,9 +289,11 @@ async def test_late_wake_ups_are_aimed_for(tmp_path, traced, monkeypatch):
         with tracer.start_as_current_span("spawn"):
             async with model.step(Step.SPAWN):
                 pass
-    spans = exporter.get_finished_spans()
-    assert statistics.median(_ms(s) for s in spans[-12:]) == pytest.approx(40, abs=4.0)
-    aimed = statistics.median(s.attributes[COMPENSATION_ATTR] for s in spans[-12:])
+    spans = exporter.get_finished_spans()[-12:]
+    assert statistics.median(box.on_time_ms(s) for s in spans) <= 40 + 4.0  # not 50
+    # the aim shortens a step by what it records, never more: unaimed, no step ends early
+    assert statistics.median(_ms(s) + s.attributes[COMPENSATION_ATTR] for s in spans) >= 40 - EARLY_MS
+    aimed = statistics.median(s.attributes[COMPENSATION_ATTR] for s in spans)
     assert 6 < aimed <= 20  # ~10 (more on a busy box), at most half the step
 
 
