@@ -78,7 +78,7 @@ class Settings:
 
     __slots__ = ("resource", "scope", "info", "on_start", "on_ending", "on_end", "limits",
                  "max_attributes", "max_events", "max_links", "gate", "started", "ended",
-                 "service")
+                 "service", "max_event_attributes", "plain_events")
 
     def __init__(self, tracer: Any) -> None:
         processor = tracer.span_processor
@@ -102,6 +102,9 @@ class Settings:
         # None (no limit) as a number every length is below
         self.max_attributes = _bound(limits.max_span_attributes)
         self.max_events, self.max_links = _bound(limits.max_events), _bound(limits.max_links)
+        # an event's clean attributes are kept as given unless values have a length limit
+        self.max_event_attributes = _bound(limits.max_event_attributes)
+        self.plain_events = limits.max_attribute_length is None
 
 
 def plain_keys(attributes: dict[Any, Any]) -> bool:
@@ -250,10 +253,19 @@ class LightSpan(trace.Span, ReadableSpan):
 
     def add_event(self, name: str, attributes: types.Attributes = None,
                   timestamp: int | None = None) -> None:
-        limits = self._settings.limits
-        event = Event(name=name, timestamp=timestamp, attributes=BoundedAttributes(
-            limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length,
-            immutable=True))
+        settings = self._settings
+        limits = settings.limits
+        if (type(attributes) is dict and settings.plain_events
+                and len(attributes) <= settings.max_event_attributes
+                and PLAIN.issuperset(map(type, attributes.values()))
+                and (KEYS.issuperset(attributes) or plain_keys(attributes))):
+            # what the SDK's cleaning pass would keep of clean values: all of them, as given
+            bounded = BoundedAttributes(limits.max_event_attributes, None, immutable=True)
+            bounded._dict.update(attributes)
+        else:
+            bounded = BoundedAttributes(limits.max_event_attributes, attributes, immutable=True,
+                                        max_value_len=limits.max_attribute_length)
+        event = Event(name=name, timestamp=timestamp, attributes=bounded)
         if self.end_time is not None:
             _sdk_log.warning("Tried calling %s on an ended span.", "_add_event")
             return
