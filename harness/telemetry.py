@@ -30,7 +30,7 @@ from collections import Counter
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -163,9 +163,12 @@ class ServiceSpanProcessor(SpanProcessor):
     #: spans). Keep those fields and that meaning together.
     INLINE_HOOKS = True
 
-    def __init__(self, service: str, started: Counter, ended: Counter,
-                 batches: Sequence[SpanProcessor], writer: SpanExportProcess | None = None) -> None:
+    def __init__(self, service: str, started: MutableMapping[str, int],
+                 ended: MutableMapping[str, int], batches: Sequence[SpanProcessor],
+                 writer: SpanExportProcess | None = None) -> None:
         self.service, self.started, self.ended = service, started, ended
+        started.setdefault(service, 0)  # plain dicts count too (see Telemetry.started)
+        ended.setdefault(service, 0)
         self.batches, self.writer = tuple(batches), writer
         self._shared = ((writer.submit,) if writer is not None else ()) + tuple(
             b.on_end for b in self.batches)
@@ -247,8 +250,11 @@ class Telemetry:
     ) -> None:
         self.enabled = enabled
         self.resource_attributes = dict(resource_attributes or {})
-        self.started: Counter = Counter()
-        self.ended: Counter = Counter()
+        # Spans started and ended per service: plain dicts, each service's key set when its
+        # processor is made, since a Counter's ``+= 1`` (no specialised subscript for a dict
+        # subclass) cost ~90 ns more, twice a span.
+        self.started: dict[str, int] = {}
+        self.ended: dict[str, int] = {}
         self.exported: Counter = Counter()
         self.dropped: Counter = Counter()  # by the export process (a full queue, or it died)
         self._lock = threading.Lock()
@@ -331,13 +337,15 @@ class Telemetry:
             provider.force_flush()
 
     def counters(self) -> dict[str, dict[str, int]]:
-        services = sorted(set(self.started) | set(self.ended) | set(self.exported))
+        started, ended, exported = self.started, self.ended, self.exported
+        services = sorted(s for s in set(started) | set(ended) | set(exported)
+                          if started.get(s) or ended.get(s) or exported[s])
         return {
             s: {
-                "started": self.started[s],
-                "ended": self.ended[s],
-                "exported": self.exported[s],
-                "dropped": max(0, self.ended[s] - self.exported[s]),
+                "started": started.get(s, 0),
+                "ended": ended.get(s, 0),
+                "exported": exported[s],
+                "dropped": max(0, ended.get(s, 0) - exported[s]),
             }
             for s in services
         }
