@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harness.services.routing import TableRouter
+from harness.services.uvicorn_proto import OneWriteProtocol, head_holder
 from harness.telemetry import extract_context
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ class ServerSpanMiddleware:
             attrs["user_agent.original"] = headers["user-agent"]
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        sender = _StatusSend(send)
+        sender = _StatusSend(send, method)
 
         try:
             try:
@@ -268,18 +269,23 @@ _NO_CLIENT = ("", 0)
 
 class _StatusSend:
     """The ASGI ``send`` of one request, remembering the response status it started (500 until
-    then); one small object instead of a closure and a dict per request."""
+    then); one small object instead of a closure and a dict per request. Under
+    :class:`~harness.services.uvicorn_proto.OneWriteProtocol` it has the response's head kept for
+    the body's write (one socket write a response)."""
 
-    __slots__ = ("send", "status", "started")
+    __slots__ = ("send", "status", "started", "method")
 
-    def __init__(self, send: Send) -> None:
-        self.send, self.status, self.started = send, 500, False
+    def __init__(self, send: Send, method: str) -> None:
+        self.send, self.status, self.started, self.method = send, 500, False, method
 
     def __call__(self, message: Message) -> Awaitable[None]:
         # Not a coroutine itself: the app awaits uvicorn's send directly (one coroutine a message).
         if message["type"] == "http.response.start":
             self.status = message["status"]
             self.started = True
+            holder = head_holder(self.send, self.method)
+            if holder is not None:
+                holder.hold_next()
         return self.send(message)
 
 
@@ -295,6 +301,7 @@ def make_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="off", log_level="warning", access_log=False,
         loop="none", timeout_keep_alive=30, backlog=4096,
+        http=OneWriteProtocol,  # uvicorn's httptools protocol, a response's head and body in one write
         proxy_headers=False,  # loopback services behind no proxy: skip the X-Forwarded-* middleware
     )
     return _QuietServer(config)
