@@ -378,3 +378,30 @@ async def test_a_zero_step_records_its_delay_and_a_fault_set_later_still_acts(tr
     assert plain.attributes[MODELED_DELAY_ATTR] == 0.0
     assert type(plain.attributes[MODELED_DELAY_ATTR]) is float and ATTR_FAULT_LATENCY not in plain.attributes
     assert faulted.attributes[MODELED_DELAY_ATTR] == 5.0 and faulted.attributes[ATTR_FAULT_LATENCY] == 5.0
+
+
+def test_only_short_sleepers_widen_the_shared_wake_up_window():
+    """Deadlines share a wake-up within a window that grows with the sleepers (CPU under load);
+    sleepers seconds away (the realistic profile's 5 s spawns) add no wake-ups to share and must
+    not widen it: eight of them made every 0.3 ms send wake ~27 us later."""
+    async def main() -> tuple[int, int, int, int]:
+        t = deadline.timer()
+        now = time.monotonic_ns()
+        far = [asyncio.ensure_future(deadline.sleep_until(now + 5_000_000_000)) for _ in range(8)]
+        near = [asyncio.ensure_future(deadline.sleep_until(now + 10_000_000)) for _ in range(9)]
+        await asyncio.sleep(0)
+        with_near = t._window()
+        for f in near:
+            f.cancel()
+        await asyncio.gather(*near, return_exceptions=True)
+        await deadline.sleep_until(now + 15_000_000)  # fires past the cancelled ones
+        far_only = t._window()
+        for f in far:
+            f.cancel()
+        await asyncio.gather(*far, return_exceptions=True)
+        return with_near, far_only, t._near, len(t._heap)
+
+    with_near, far_only, near_left, heap = uvloop.run(main())
+    assert with_near == 8 * deadline.WINDOW_NS_PER_SLEEPER  # nine short sleepers: 8 x 5 us
+    assert far_only == 0  # eight 5 s sleepers: none
+    assert near_left == 0 and heap == 8  # the far ones (cancelled) wait at the top until they are due
