@@ -173,3 +173,43 @@ async def test_make_server_serves_over_a_socket_with_one_write_protocol() -> Non
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def test_keep_alive_timeout_closes_idle_connections_only(monkeypatch) -> None:
+    """An idle connection is closed once its keep-alive timeout passed (by the sweep, at most a
+    sweep late); one that keeps sending stays open; the sweep stops with the connections."""
+    import harness.services.uvicorn_proto as proto_mod
+    from tests.conftest import free_port
+
+    monkeypatch.setattr(proto_mod, "SWEEP_S", 0.1)
+    port = free_port()
+    config = uvicorn.Config(_app(), host="127.0.0.1", port=port, lifespan="off", log_level="critical",
+                            loop="none", http=OneWriteProtocol, timeout_keep_alive=0.5)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def ask(reader, writer, i: int) -> None:
+        writer.write(f"GET /s/{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        await asyncio.wait_for(reader.readexactly(len(f'{{"id":"{i}"}}')), 10)
+
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        idle = await asyncio.open_connection("127.0.0.1", port)
+        busy = await asyncio.open_connection("127.0.0.1", port)
+        await ask(*idle, 1)
+        t0 = asyncio.get_running_loop().time()
+        for i in range(8):  # 1.2 s of requests 0.15 s apart: never idle 0.5 s
+            await ask(*busy, i)
+            await asyncio.sleep(0.15)
+        assert await asyncio.wait_for(idle[0].read(), 5) == b""  # closed by the server
+        assert asyncio.get_running_loop().time() - t0 >= 0.5
+        await ask(*busy, 9)  # still open
+        busy[1].close()
+        idle[1].close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
