@@ -16,7 +16,6 @@ import argparse
 import gc
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +41,7 @@ ATTRS = {  # what a server span starts with (harness/services/http.py)
 
 
 def _tracers() -> tuple[trace.Tracer, HarnessTracer]:
-    processor = ServiceSpanProcessor("bench", Counter(), Counter(), ())
+    processor = ServiceSpanProcessor("bench", {}, {}, ())  # plain dicts, as Telemetry counts
     provider = TracerProvider(resource=Resource.create({"service.name": "bench"}),
                               active_span_processor=processor)  # type: ignore[arg-type]
     sdk = provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0")

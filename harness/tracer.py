@@ -35,7 +35,9 @@ Figures (``python bench/span_record.py``, 2-core box shared with other work, bes
 end: SDK 21.1 us, fast 11.7 us, light 4.1 us; ``start_as_current_span`` with 8 attributes: SDK
 25.0, fast 12.0, light 4.9 us. In the cloud (``bench/bench_capacity.py --boots 400 --concurrency
 64``, three runs each, interleaved): 11.1 -> 9.8 ms of CPU a boot with the light spans and the
-propagator's one-copy contexts.
+propagator's one-copy contexts. Later (session of 16:00 UTC): CurrentSpan without ``__init__``,
+nine-field light spans, keys checked against those seen, plain-dict counters: light 3.8 -> 3.1
+us, 4.6 -> 3.6 us, a child under a parent 4.0 -> 3.1 us.
 At first use :func:`harness.tracer_check.self_check` builds the same spans each way and compares
 every field a processor or exporter reads; a path that differs turns itself off with a warning.
 """
