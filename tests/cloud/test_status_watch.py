@@ -78,6 +78,21 @@ async def test_watcher_resolves_every_boot_with_few_requests(cloud):
             await watcher.close()
 
 
+def test_poll_gaps_are_jittered_around_the_interval_and_seeded():
+    """Polls at a fixed cadence restarted by each wait lock onto the same boot steps; jittered
+    gaps (0.5-1.5 intervals, mean one) spread them. The same seed gives the same gaps."""
+    client = OpenStackClient("http://127.0.0.1:9/v3")
+    watcher = StatusWatcher(client, interval=0.1, seed=7)
+    gaps = [watcher.gap() for _ in range(2000)]
+    assert all(0.05 <= g <= 0.15 for g in gaps)
+    assert abs(sum(gaps) / len(gaps) - 0.1) < 0.003
+    assert max(gaps) - min(gaps) > 0.09  # spread over the whole range, not a constant
+    firsts = [watcher.gap(first=True) for _ in range(500)]
+    assert all(0 <= g <= 0.1 for g in firsts) and min(firsts) < 0.01 and max(firsts) > 0.09
+    again = StatusWatcher(client, interval=0.1, seed=7)
+    assert [again.gap() for _ in range(2000)] == gaps
+
+
 def test_watcher_refuses_a_bad_interval():
     with pytest.raises(ValueError, match="interval"):
         StatusWatcher(OpenStackClient("http://127.0.0.1:9/v3"), interval=0)
