@@ -176,3 +176,63 @@ def test_without_the_export_process_the_file_is_written_in_process(tmp_path):
     counts = tel.shutdown()
     assert counts == {"nova-api": {"started": 300, "ended": 300, "exported": 300, "dropped": 0}}
     assert sum(len(_span_ids(r)) for r in _lines(tmp_path)) == 300
+
+
+def test_light_spans_submitted_light_write_what_the_generic_submit_writes(tmp_path):
+    """``submit_light`` (a light span's hand-on: its short record inline, or capture_light's)
+    writes the lines ``submit`` writes for the same spans: plain ones, and ones with events,
+    links, a status, a remote parent with a trace state."""
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    from harness.light_span import LightSpan
+    from harness.propagation import HarnessPropagator
+    from harness.telemetry import ServiceSpanProcessor
+
+    ended: list = []
+    processor = ServiceSpanProcessor("nova-api", {}, {}, [SimpleSpanProcessor(_Collect(ended))])
+    tracer = Telemetry(run_dir=None, use_env_otlp=False).tracer("nova-api")
+    tracer.sdk_tracer.span_processor._light_hand_on = processor._light_hand_on  # collect only
+    stated = HarnessPropagator().extract({
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "tracestate": "vendor=x"})
+    for i in range(40):
+        with tracer.start_as_current_span(f"s{i}", attributes={"i": i}) as span:
+            if i % 5 == 1:
+                span.add_event("e", {"k": i})
+            if i % 5 == 2:
+                span.set_status(Status(StatusCode.ERROR, "x"))
+            if i % 5 == 3:
+                span.add_link(trace.SpanContext(0x1, 0x2, is_remote=True))
+            if i % 5 == 4:
+                with tracer.start_as_current_span("remote", context=stated, kind=trace.SpanKind.SERVER):
+                    pass
+    assert ended and all(type(s) is LightSpan for s in ended)
+    texts = []
+    for light in (True, False):
+        out = tmp_path / ("light" if light else "generic")
+        out.mkdir()
+        writer, counts = _writer(out, send_batch=16)
+        for s in ended:
+            (writer.submit_light if light else writer.submit)(s)
+        assert writer.force_flush(10_000)
+        writer.shutdown()
+        assert counts["exported"] == {"nova-api": len(ended)} and not counts["dropped"]
+        texts.append((out / "spans.jsonl").read_text())
+    assert texts[0] == texts[1]
+
+
+class _Collect:
+    """A span exporter keeping what it gets (the spans themselves)."""
+
+    def __init__(self, into: list) -> None:
+        self.into = into
+
+    def export(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.into.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
