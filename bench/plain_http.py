@@ -1,7 +1,8 @@
 """The machine's plain HTTP ceiling on the harness's own server stack.
 
-A minimal Starlette endpoint on uvicorn (uvloop + httptools, one process, one loop: as every
-service of the embedded cloud is served) driven by an aiohttp client from another process. Its
+A minimal Starlette endpoint on uvicorn, configured as every service of the embedded cloud is
+(``make_server``: uvloop, uvicorn's httptools protocol writing a response in one write, one
+process, one loop) driven by an aiohttp client from another process. Its
 requests per second, divided by the HTTP requests a boot makes, is the most boots per second any
 harness on this stack could reach; ``bench_harness.py`` compares the real capacity with it.
 
@@ -29,34 +30,56 @@ import aiohttp
 
 
 def _app():
+    """The minimal endpoint, with what the harness's server stack does to every response that is
+    not the service's work: its head kept for the body's write (``OneWriteProtocol``)."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    from harness.services.uvicorn_proto import head_holder
+
     async def ok(request):
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[Route("/ping", ok)])
+    app = Starlette(routes=[Route("/ping", ok)])
+
+    async def one_write(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def held(message):
+            if message["type"] == "http.response.start":
+                holder = head_holder(send, scope["method"])
+                if holder is not None:
+                    holder.hold_next()
+            await send(message)
+
+        await app(scope, receive, held)
+
+    return one_write
+
+
+def _server(port: int):
+    """uvicorn configured as the cloud's services are (``harness.services.http.make_server``)."""
+    from harness.services.http import make_server
+
+    return make_server(_app(), "127.0.0.1", port)
 
 
 def serve(port: int) -> None:
-    import uvicorn
+    import uvloop
 
-    uvicorn.run(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop",
-                http="httptools", lifespan="off", proxy_headers=False)
+    uvloop.run(_server(port).serve())
 
 
 def measure_in_loop(*, concurrency: int = 64, seconds: float = 5.0) -> dict:
     """Requests/s with the server and its client in one process and one loop (both ends' CPU)."""
-    import uvicorn
     import uvloop
 
     port = _free_port()
 
     async def run() -> tuple[int, float, float]:
-        config = uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                loop="none", http="httptools", lifespan="off", proxy_headers=False)
-        server = uvicorn.Server(config)
+        server = _server(port)
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
