@@ -189,10 +189,14 @@ def test_light_spans_submitted_light_write_what_the_generic_submit_writes(tmp_pa
     from harness.propagation import HarnessPropagator
     from harness.telemetry import ServiceSpanProcessor
 
+    from harness.tracer import HarnessTracer
+
     ended: list = []
     processor = ServiceSpanProcessor("nova-api", {}, {}, [SimpleSpanProcessor(_Collect(ended))])
-    tracer = Telemetry(run_dir=None, use_env_otlp=False).tracer("nova-api")
-    tracer.sdk_tracer.span_processor._light_hand_on = processor._light_hand_on  # collect only
+    provider = TracerProvider(resource=Resource.create({"service.name": "nova-api"}),
+                              active_span_processor=processor)
+    tracer = HarnessTracer(provider.get_tracer("harness", schema_url="https://opentelemetry.io/schemas/1.26.0"))
+    assert tracer.mode == "light"
     stated = HarnessPropagator().extract({
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         "tracestate": "vendor=x"})
