@@ -8,7 +8,8 @@ These calls need none of that: a request is a few headers and a small JSON body 
 server, the answer a small body. This module writes the request in one ``transport.write`` on an
 :class:`asyncio.Protocol` and parses the answer with ``httptools`` (llhttp, the parser uvicorn
 uses), on a bounded per-host pool of keep-alive connections. ``bench/http_client.py`` measures it
-against aiohttp; ``tests/unit/test_http1_client.py`` compares it with aiohttp on the wire.
+against aiohttp; ``tests/unit/test_http1_client.py`` compares it with aiohttp on the wire, and
+``test_http1_client_edges.py`` at HTTP/1.1's edges (bytes after an answer, trailers, cut bodies).
 
 It sends exactly what aiohttp would for the same call (``RestClient``'s session: the same header
 order, ``Host`` first, ``Content-Length`` then ``Content-Type``, ``Content-Length: 0`` for a
@@ -28,6 +29,7 @@ from typing import Any, Iterable
 
 import aiohttp
 import httptools
+from aiohttp import http_exceptions
 from aiohttp.client_reqrep import ConnectionKey, RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -95,6 +97,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def eof_received(self) -> bool:
+        self.closed = True  # no request goes out on it any more (connection_lost() frees it)
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -107,24 +110,39 @@ class _Connection(asyncio.Protocol):
             # an answer delimited by the connection's end (neither Content-Length nor chunked)
             self.complete = True
             waiter.set_result(None)
+        elif self.headers_done:  # the body cut short, as aiohttp's payload parser reports it
+            message = f"Response payload is not completed: {self._shortfall()!r}"
+            waiter.set_exception(aiohttp.ClientPayloadError(message if exc is None else f"{message}. {exc!r}"))
+        elif isinstance(exc, OSError):
+            waiter.set_exception(aiohttp.ClientOSError(*exc.args))
         elif exc is not None:
-            waiter.set_exception(aiohttp.ClientOSError(getattr(exc, "errno", None) or 0, str(exc)))
+            waiter.set_exception(exc)
         else:
             waiter.set_exception(aiohttp.ServerDisconnectedError())
 
     # --- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # more after the whole answer (nothing asked for it): not reusable
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.headers_done:  # (a chunked body's trailers are not headers, as for aiohttp)
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it once the body ends)
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        if not self.complete:
+            self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.complete:
+            return
         if 100 <= self.status < 200:  # an interim answer (100 Continue): the real one follows
             self._reset()
             self.started = True
@@ -137,6 +155,15 @@ class _Connection(asyncio.Protocol):
     def _framed(self) -> bool:
         return any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in self.headers) \
             or self.status in (204, 304)
+
+    def _shortfall(self) -> Exception:
+        """What aiohttp's parser says of a body the connection's end cut short."""
+        for name, value in self.headers:
+            if name.lower() == b"content-length":
+                got = sum(map(len, self.body))
+                return http_exceptions.ContentLengthError(
+                    f"Not enough data to satisfy content length header (received {got} of {int(value)} bytes).")
+        return http_exceptions.TransferEncodingError("Not enough data to satisfy transfer length header.")
 
     def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -171,6 +198,7 @@ class _HostPool:
         self.idle: list[_Connection] = []
         self.open = 0
         self.waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+        self.closed = False  # Http1Client.close(): connections released from now on are closed
 
     async def acquire(self, url: URL) -> _Connection:
         while True:
@@ -201,8 +229,9 @@ class _HostPool:
                     else:
                         self._wake(None)
                 raise
-            if conn is not None:
+            if conn is not None and not conn.closed:
                 return conn  # handed over by release(); otherwise a place freed up: try again
+            # (one the server closed meanwhile frees its place when the loop reports it lost)
 
     async def _connect(self, conn: _Connection, url: URL) -> None:
         try:
@@ -216,7 +245,7 @@ class _HostPool:
             raise aiohttp.ClientConnectorError(key, exc) from exc
 
     def release(self, conn: _Connection, reusable: bool) -> None:
-        if not reusable or conn.closed:
+        if not reusable or conn.closed or self.closed:
             conn.close()  # connection_lost() (soon) frees its place and wakes a waiter
             return
         conn.reused = True
@@ -248,6 +277,7 @@ class _HostPool:
                 return
 
     def close(self) -> None:
+        self.closed = True
         for conn in list(self.idle):
             conn.close()
         self.idle.clear()
@@ -375,9 +405,13 @@ class Http1Client:
         encoding = hdrs.get("Content-Encoding", "").lower()
         if encoding in ("gzip", "deflate") and content:
             try:
-                content = zlib.decompress(content, 47 if encoding == "gzip" else 15)
+                try:
+                    content = zlib.decompress(content, 47 if encoding == "gzip" else 15)
+                except zlib.error:
+                    content = zlib.decompress(content, -15)  # raw deflate, as some servers send it
             except zlib.error:
-                content = zlib.decompress(content, -15)  # raw deflate, as some servers send it
+                raise aiohttp.ClientPayloadError(str(http_exceptions.ContentEncodingError(
+                    f"Can not decode content-encoding: {encoding}"))) from None
         return status, CIMultiDictProxy(hdrs), content
 
     def close(self) -> None:
