@@ -214,6 +214,7 @@ class _HostPool:
                 try:
                     await self._connect(conn, url)
                 except BaseException:
+                    conn.close()  # (connected already when a cancellation lands just after)
                     self.free(conn)
                     raise
                 return conn

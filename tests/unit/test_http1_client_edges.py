@@ -257,3 +257,36 @@ def test_no_place_leaks_when_waiters_are_cancelled_or_connects_fail(loop_factory
             assert client._pools[("127.0.0.1", refused.port)].open == 0
 
     _run(loop_factory, go())
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_cancelled_once_connected_closes_the_new_connection(loop_factory: Any) -> None:
+    """A cancellation (the caller's timeout) can land just after the socket connected, before
+    the pool hands the connection out (asyncio.wait_for lets it through then): that connection
+    must be closed, not left open with its place given back."""
+
+    async def go() -> tuple[int, int]:
+        server = Scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "keep")
+        url = await server.start()
+        client = Http1Client(limit_per_host=1)
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+
+        async def connected_then_cancelled(*args: Any, **kw: Any) -> Any:
+            await real(*args, **kw)
+            raise asyncio.CancelledError
+
+        loop.create_connection = connected_then_cancelled  # type: ignore[method-assign]
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await client.request("GET", url)
+            for _ in range(100):
+                if server.eofs:
+                    break
+                await asyncio.sleep(0.02)
+            return next(iter(client._pools.values())).open, server.eofs
+        finally:
+            client.close()
+            server.stop()
+
+    assert _run(loop_factory, go()) == (0, 1)
