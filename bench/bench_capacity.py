@@ -10,6 +10,11 @@ printed apart), divided by the boots: the load generator's CPU is not counted.
     python bench/bench_capacity.py --no-tracing        # the same without spans (overhead check)
 
 Prints a human summary and one JSON line (for bench/RESULTS.md and scripts).
+
+To compare two checkouts, run each one's own script, alternating: ``python /tmp/old/bench/
+bench_capacity.py`` then ``python bench/bench_capacity.py``. The driver and the cloud it starts
+both run the script's tree (the cloud in that tree's directory: a relative path in ``--up-args``
+is relative to it), whatever the shell's directory or PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+#: the tree this script belongs to: the driver and the cloud it starts both run this tree's code
+#: (run ``python <tree>/bench/bench_capacity.py`` to measure another checkout)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from harness import aio  # noqa: E402
 from harness.client import OpenStackClient  # noqa: E402
@@ -83,9 +91,14 @@ def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool,
     env = {**os.environ, **{f"HARNESS_PORTS__{k}": str(v) for k, v in ports.items()},
            "HARNESS_TRACING": "true" if tracing else "false"}
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    # `-m` puts the working directory first on sys.path: run in ROOT, and say it in PYTHONPATH
+    # for the cloud's own children (the span-export process), so a checkout elsewhere measures
+    # its own code, not whatever tree the shell happens to be in
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "harness.cli", "up", "--profile", profile, "--hosts", str(hosts),
-           "--run-dir", str(run_dir), *(extra_args or [])]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           "--run-dir", str(Path(run_dir).resolve()), *(extra_args or [])]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     auth_url = f"http://127.0.0.1:{ports['KEYSTONE']}/v3"
     deadline = time.time() + 60
     while time.time() < deadline:
