@@ -66,7 +66,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
-        self.closed = False
+        self.closed = False  # (or half-closed by the server): no request goes out on it
         self.reused = False  # has answered a request before (a closed peer is then retried)
         self.counted = True  # holds one of its pool's places until freed (HostPool.free)
         self.idle_since = 0.0

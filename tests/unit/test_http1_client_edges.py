@@ -290,3 +290,55 @@ def test_cancelled_once_connected_closes_the_new_connection(loop_factory: Any) -
             server.stop()
 
     assert _run(loop_factory, go()) == (0, 1)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_the_callers_timeout_ends_a_wait_for_a_connection(loop_factory: Any) -> None:
+    """One connection, held by a request the server never answers: the next request waits for
+    a connection, and RestClient's own timeout still ends both, leaving no place taken."""
+    from harness.latency import LatencyModel, load_profile
+    from harness.services.rest import RestClient
+    from opentelemetry import trace
+
+    async def go() -> tuple[list[str], int]:
+        server = Scripted(b"", "keep", delay=30)  # reads each request, never answers
+        url = await server.start()
+        rest = RestClient(trace.NoOpTracer(), LatencyModel(load_profile("zero"), seed=1),
+                          user_agent="t/1", timeout=0.3)
+        rest._http1.limit_per_host = 1  # type: ignore[union-attr]
+        try:
+            results = await asyncio.gather(*(rest.request("GET", str(url), template="/x") for _ in range(2)),
+                                           return_exceptions=True)
+            await asyncio.sleep(0.05)
+            return [type(r).__name__ for r in results], next(iter(rest._http1._pools.values())).open  # type: ignore[union-attr]
+        finally:
+            await rest.close()
+            server.stop()
+
+    assert _run(loop_factory, go()) == (["TimeoutError", "TimeoutError"], 0)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_an_idle_connection_past_keepalive_is_not_reused(loop_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.services.http1_client as http1_client
+
+    monkeypatch.setattr(http1_client, "KEEPALIVE_S", 0.05)
+
+    async def go() -> tuple[int, int]:
+        server = Scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "keep")
+        url = await server.start()
+        client = Http1Client()
+        try:
+            await client.request("GET", url)
+            await asyncio.sleep(0.1)
+            await client.request("GET", url)
+            for _ in range(100):
+                if server.eofs:
+                    break
+                await asyncio.sleep(0.02)
+            return server.connections, server.eofs  # a second connection; the first one closed
+        finally:
+            client.close()
+            server.stop()
+
+    assert _run(loop_factory, go()) == (2, 1)
