@@ -50,11 +50,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from opentelemetry import trace
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from harness import deadline
 from harness.step_clock import LEDGER, Quantile, StepClock, is_call
 from harness.steps import CATALOGUE, Step, Transport
 from harness.telemetry import register_span_processor, step_span
+from harness.tracer import _cv_get
 
 if TYPE_CHECKING:
     from harness.faults import FaultInjector
@@ -365,7 +367,11 @@ class _NoDelay:
         self._value = self.modeled_ms = value  # the fixed sampler's value (a float)
 
     async def __aenter__(self) -> "_NoDelay":
-        trace.get_current_span().set_attribute(MODELED_DELAY_ATTR, self._value)
+        # trace.get_current_span(), read from the context variable itself (~0.3 us less a step)
+        span = _cv_get().get(_SPAN_KEY)
+        if span is None or not isinstance(span, trace.Span):
+            span = trace.INVALID_SPAN
+        span.set_attribute(MODELED_DELAY_ATTR, self._value)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

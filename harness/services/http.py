@@ -15,9 +15,10 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 import uvicorn
-from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from harness.services.routing import TableRouter
 from harness.services.uvicorn_proto import OneWriteProtocol, head_holder
 from harness.telemetry import extract_context
+from harness.tracer import _context_log, _cv_reset, _cv_set
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +231,11 @@ class ServerSpanMiddleware:
         }
         if "user-agent" in headers:
             attrs["user_agent.original"] = headers["user-agent"]
-        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attrs)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        span = self.tracer.start_span(method, parent, _SERVER, attrs)  # the API's order
+        # current for the app: trace.set_span_in_context + attach, as the RPC server does it
+        values = parent.copy()
+        values[_SPAN_KEY] = span
+        token = _cv_set(Context(values))
         sender = _StatusSend(send, method)
 
         try:
@@ -261,10 +266,14 @@ class ServerSpanMiddleware:
                 end_attrs["error.type"] = str(status)
             span.set_attributes(end_attrs)  # one call: each takes the span's lock
             span.end()
-            otel_context.detach(token)
+            try:  # as the API's detach: a failure is logged, never raised
+                _cv_reset(token)
+            except Exception:
+                _context_log.exception("Failed to detach context")
 
 
 _NO_CLIENT = ("", 0)
+_SERVER = SpanKind.SERVER
 
 
 class _StatusSend:

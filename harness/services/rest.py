@@ -26,7 +26,7 @@ from harness.services.http import ApiError
 from harness.services.http1_client import Http1Client, handles
 from harness.services.request_timeout import RequestTimeouts
 from harness.steps import Step
-from harness.telemetry import inject_headers, step_attributes
+from harness.telemetry import STEP_ATTRS, inject_headers
 
 
 #: Validations a service caches before it prunes the expired ones (a long run's many tokens).
@@ -34,6 +34,8 @@ TOKEN_CACHE_MAX = 10_000
 
 #: Validation bodies whose parsed context a validator keeps (~4 KB each: at most ~4 MB).
 PARSED_BODIES_MAX = 1024
+
+_CLIENT = SpanKind.CLIENT
 
 #: Transport errors of a REST call (connection refused, reset, timeout): callers catch this.
 HttpError = (aiohttp.ClientError, TimeoutError)
@@ -128,12 +130,10 @@ class RestClient:
             "url.template": template,
         }
         if step is not None:
-            attrs.update(step_attributes(step))
+            attrs.update(STEP_ATTRS[step])  # the shared table's entry, merged (not copied first)
         if attributes:
             attrs.update(attributes)
-        with self.tracer.start_as_current_span(
-            f"{method} {template}", kind=SpanKind.CLIENT, attributes=attrs
-        ) as span:
+        with self.tracer.start_as_current_span(f"{method} {template}", None, _CLIENT, attrs) as span:
             # a step's modeled time includes this client's own work (harness.latency)
             async with self.latency.step(step) if step is not None else nullcontext():
                 hdrs = inject_headers(dict(headers or {}), step=step if for_step is None else for_step)
