@@ -236,12 +236,13 @@ class _HostPool:
 
     async def _connect(self, conn: _Connection, url: URL) -> None:
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: conn, self.host, self.port),
-                self.connect_timeout)
-        except asyncio.TimeoutError as exc:
-            raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {url}") from exc
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (the
+            # caller's timeout, sent once) that lands as the connection completes
+            async with asyncio.timeout(self.connect_timeout):
+                await self.loop.create_connection(lambda: conn, self.host, self.port)
         except OSError as exc:
+            if isinstance(exc, TimeoutError) and exc.errno is None:  # ours, not connect(2)'s ETIMEDOUT
+                raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {url}") from exc
             key = ConnectionKey(self.host, self.port, False, True, None, None, None)
             raise aiohttp.ClientConnectorError(key, exc) from exc
 

@@ -342,3 +342,91 @@ def test_an_idle_connection_past_keepalive_is_not_reused(loop_factory: Any, monk
             server.stop()
 
     assert _run(loop_factory, go()) == (2, 1)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_a_cancellation_as_the_connect_completes_is_not_lost(loop_factory: Any) -> None:
+    """RestClient's timeout cancels a request once: one that lands as the connection is made
+    must still end the request (Python 3.11's asyncio.wait_for returned the connection instead,
+    and the request then waited on a server that never answers)."""
+
+    async def go() -> bool:
+        server = Scripted(b"", "keep", delay=30)  # never answers
+        url = await server.start()
+        client = Http1Client()
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+        task: asyncio.Task[Any] | None = None
+
+        async def connected_as_cancelled(*args: Any, **kw: Any) -> Any:
+            made = await real(*args, **kw)
+            loop.call_soon(task.cancel)  # type: ignore[union-attr]
+            return made
+
+        loop.create_connection = connected_as_cancelled  # type: ignore[method-assign]
+        try:
+            task = asyncio.ensure_future(client.request("GET", url))
+            await asyncio.wait({task}, timeout=3)
+            ended = task.done()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return ended and task.cancelled()
+        finally:
+            client.close()
+            server.stop()
+
+    assert _run(loop_factory, go())
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_the_kernels_connect_timeout_is_a_connector_error_as_aiohttps(loop_factory: Any) -> None:
+    """ETIMEDOUT from connect(2) is an OSError that Python makes a TimeoutError: aiohttp reports
+    it as ClientConnectorError (its own sock_connect timeout, errno None, as ConnectionTimeoutError)."""
+
+    async def go() -> list[Any]:
+        out = []
+        loop = asyncio.get_running_loop()
+
+        async def timed_out(*args: Any, **kw: Any) -> Any:
+            raise TimeoutError(110, "Connection timed out")
+
+        loop.create_connection = timed_out  # type: ignore[method-assign]  (ours)
+        loop.sock_connect = timed_out  # type: ignore[method-assign]  (aiohttp's, by aiohappyeyeballs)
+        url = URL("http://127.0.0.1:9/x")
+        for call in (_aiohttp, _own):
+            with pytest.raises(aiohttp.ClientError) as info:
+                await call("GET", url)
+            out.append((type(info.value), str(info.value)))
+        return out
+
+    aio, own = _run(loop_factory, go())
+    assert aio[0] is aiohttp.ClientConnectorError
+    assert own == aio
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_the_connect_timeout_is_aiohttps_connection_timeout_error(loop_factory: Any) -> None:
+    async def go() -> list[Any]:
+        out = []
+        loop = asyncio.get_running_loop()
+
+        async def never(*args: Any, **kw: Any) -> Any:
+            await asyncio.sleep(30)
+
+        loop.create_connection = never  # type: ignore[method-assign]
+        loop.sock_connect = never  # type: ignore[method-assign]
+        url = URL("http://127.0.0.1:9/x")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=0.1)) as session:
+            with pytest.raises(aiohttp.ClientError) as info:
+                await session.get(url)
+            out.append((type(info.value), str(info.value)))
+        client = Http1Client(connect_timeout=0.1)
+        with pytest.raises(aiohttp.ClientError) as info:
+            await client.request("GET", url)
+        out.append((type(info.value), str(info.value)))
+        assert client._pools[("127.0.0.1", 9)].open == 0
+        return out
+
+    aio, own = _run(loop_factory, go())
+    assert aio[0] is aiohttp.ConnectionTimeoutError
+    assert own == aio
