@@ -117,6 +117,26 @@ def plain_keys(attributes: dict[Any, Any]) -> bool:
     return True
 
 
+def _plain_sequences(attributes: Any) -> dict[str, Any] | None:
+    """``attributes`` as the SDK's cleaning keeps them when every value is plain or a list or
+    tuple of plain values (the scheduler's filter counts and candidates): the same dict, lists
+    made tuples (with no length limit on values, what ``_clean_attribute_value`` returns for
+    them); None for anything else (the SDK's own cleaning then)."""
+    if type(attributes) is not dict:
+        return None
+    cleaned = {}
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is list or kind is tuple:
+            if not PLAIN.issuperset(map(type, value)):
+                return None
+            value = tuple(value)
+        elif kind not in PLAIN:
+            return None
+        cleaned[key] = value
+    return cleaned
+
+
 def _bound(limit: int | None) -> int:
     return (1 << 62) if limit is None else limit
 
@@ -234,6 +254,15 @@ class LightSpan(trace.Span, ReadableSpan):
                 and (KEYS.issuperset(attributes) or plain_keys(attributes))
                 and len(attrs) + len(attributes) <= self._settings.max_attributes):
             for key, value in attributes.items():
+                if key in attrs:
+                    del attrs[key]
+                attrs[key] = value
+            return
+        cleaned = (_plain_sequences(attributes)
+                   if self._settings.limits.max_span_attribute_length is None else None)
+        if (cleaned is not None and (KEYS.issuperset(cleaned) or plain_keys(cleaned))
+                and len(attrs) + len(cleaned) <= self._settings.max_attributes):
+            for key, value in cleaned.items():
                 if key in attrs:
                     del attrs[key]
                 attrs[key] = value

@@ -464,3 +464,23 @@ def test_a_light_spans_record_is_the_generic_capture(caplog):
         short += len(record) == SHORT_LEN
         assert full_records([record]) == [capture(s, i)]
     assert 0 < short < len(spans)
+
+
+def test_light_span_sequence_attributes_are_the_sdks():
+    """set_attributes with lists and tuples of plain values (the scheduler's filter counts and
+    candidates) keeps what the SDK's cleaning keeps: tuples, in order, a key set again moved to
+    the end; nested or odd sequences still go through the SDK's own cleaning."""
+    (sdk, sdk_exp), (ours, our_exp) = _service_pair()
+    for tracer in (sdk, ours):
+        span = tracer.start_span("seq", attributes={"n": 1, "f": "old"})
+        span.set_attributes({"f": ["a=1", "b=2"], "c": ("x",), "m": [1, "a", 2.5, True], "e": [],
+                             "n": 3})
+        span.set_attributes({"nested": [["x"]], "none": ["a", None], "b": [b"x"]})
+        span.set_attributes({"after": ["z"]})
+        span.end()
+    a, b = our_exp.get_finished_spans()[0], sdk_exp.get_finished_spans()[0]
+    assert type(a).__name__ == "LightSpan"
+    assert list(a.attributes.items()) == list(b.attributes.items())
+    assert type(a.attributes["f"]) is tuple and a.attributes["f"] == ("a=1", "b=2")
+    assert a.dropped_attributes == b.dropped_attributes == 0
+    assert _encoded(our_exp) == _encoded(sdk_exp)
