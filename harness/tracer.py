@@ -157,6 +157,7 @@ _TRACE_MAX, _SPAN_MAX = (1 << 128) - 1, (1 << 64) - 1
 _new_context = tuple.__new__  # SpanContext is a tuple; its __new__ only checks what we check
 _new = object.__new__
 _getrandbits = random.getrandbits
+_NonRecordingSpan = trace.NonRecordingSpan
 
 
 class _HarnessSpan(SdkSpan):
@@ -336,6 +337,9 @@ class HarnessTracer(trace.Tracer):
             parent = None
         elif type(current) is LightSpan and current.context[5] and current.context[3] & 1:
             parent = current.context  # valid and sampled: a light span's are, unless ids are odd
+        elif (type(current) is _NonRecordingSpan and type(current._context) is SpanContext
+              and current._context[5] and current._context[3] & 1):
+            parent = current._context  # a remote parent (extract's), valid and sampled
         else:
             sdk_decides, parent = self._parent(context)
             if sdk_decides:
