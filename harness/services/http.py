@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harness.services.routing import TableRouter
-from harness.services.uvicorn_proto import OneWriteProtocol, head_holder
+from harness.services.uvicorn_proto import head_holder, server_protocol
 from harness.telemetry import extract_context
 from harness.tracer import _context_log, _cv_reset, _cv_set
 
@@ -310,7 +310,7 @@ def make_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="off", log_level="warning", access_log=False,
         loop="none", timeout_keep_alive=30, backlog=4096,
-        http=OneWriteProtocol,  # uvicorn's httptools protocol, a response's head and body in one write
+        http=server_protocol(),  # uvicorn's httptools protocol, a response's head and body in one write
         proxy_headers=False,  # loopback services behind no proxy: skip the X-Forwarded-* middleware
     )
     return _QuietServer(config)

@@ -21,6 +21,7 @@ head written before the close, as uvicorn does.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -150,3 +151,23 @@ def head_holder(send: Any, method: str) -> HeadHoldingTransport | None:
     if type(transport) is not HeadHoldingTransport or cycle.flow.write_paused:
         return None
     return transport
+
+
+#: What OneWriteProtocol overrides or calls in uvicorn's protocol (internals, not uvicorn's API).
+_RELIED_ON = ("connection_made", "on_response_complete", "_unset_keepalive_if_required",
+              "timeout_keep_alive_handler", "_start_asgi_task")
+
+
+def server_protocol(base: type = HttpToolsProtocol) -> type | str:
+    """The ``http`` setting for uvicorn: :class:`OneWriteProtocol`, or uvicorn's own
+    ``"httptools"`` when the installed uvicorn lacks an internal it relies on (a newer release
+    may rename them). The bytes on the wire are the same either way; only the one-write saving
+    is lost, and a warning says so."""
+    missing = [name for name in _RELIED_ON if not callable(getattr(base, name, None))]
+    if missing:
+        logging.getLogger(__name__).warning(
+            "uvicorn's HttpToolsProtocol lacks %s: serving with its stock protocol (two writes a "
+            "response)", ", ".join(missing))
+        return "httptools"
+    return OneWriteProtocol
+

@@ -213,3 +213,20 @@ async def test_keep_alive_timeout_closes_idle_connections_only(monkeypatch) -> N
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+def test_a_uvicorn_without_the_internals_relied_on_gets_its_stock_protocol(caplog) -> None:
+    from harness.services.uvicorn_proto import OneWriteProtocol, server_protocol
+
+    assert server_protocol() is OneWriteProtocol  # the uvicorn installed has them all
+
+    class Renamed:  # a future uvicorn that renamed one of them
+        def connection_made(self): ...
+        def on_response_complete(self): ...
+        def timeout_keep_alive_handler(self): ...
+        def _start_asgi_task(self): ...
+
+    with caplog.at_level("WARNING"):
+        assert server_protocol(Renamed) == "httptools"
+    assert "_unset_keepalive_if_required" in caplog.text
+
