@@ -253,21 +253,18 @@ class LightSpan(trace.Span, ReadableSpan):
         if (type(attributes) is dict and PLAIN.issuperset(map(type, attributes.values()))
                 and (KEYS.issuperset(attributes) or plain_keys(attributes))
                 and len(attrs) + len(attributes) <= self._settings.max_attributes):
-            for key, value in attributes.items():
-                if key in attrs:
-                    del attrs[key]
-                attrs[key] = value
-            return
-        cleaned = (_plain_sequences(attributes)
-                   if self._settings.limits.max_span_attribute_length is None else None)
-        if (cleaned is not None and (KEYS.issuperset(cleaned) or plain_keys(cleaned))
-                and len(attrs) + len(cleaned) <= self._settings.max_attributes):
-            for key, value in cleaned.items():
-                if key in attrs:
-                    del attrs[key]
-                attrs[key] = value
-            return
-        self._bounded(lambda bounded: bounded._set_items(attributes))
+            items = attributes
+        else:  # sequences of plain values, kept as the SDK's cleaning keeps them; else the SDK's way
+            items = (_plain_sequences(attributes)
+                     if self._settings.limits.max_span_attribute_length is None else None)
+            if (items is None or not (KEYS.issuperset(items) or plain_keys(items))
+                    or len(attrs) + len(items) > self._settings.max_attributes):
+                self._bounded(lambda bounded: bounded._set_items(attributes))
+                return
+        for key, value in items.items():
+            if key in attrs:
+                del attrs[key]
+            attrs[key] = value
 
     def _bounded(self, write: Callable[[BoundedAttributes], None]) -> None:
         """Apply ``write`` through the SDK's BoundedAttributes over this span's dict: cleaning,

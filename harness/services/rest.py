@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timezone
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import aiohttp

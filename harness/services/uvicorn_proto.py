@@ -21,6 +21,7 @@ head written before the close, as uvicorn does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -158,6 +159,7 @@ _RELIED_ON = ("connection_made", "on_response_complete", "_unset_keepalive_if_re
               "timeout_keep_alive_handler", "_start_asgi_task")
 
 
+@functools.cache  # once per uvicorn class: every service's server asks, one warning is enough
 def server_protocol(base: type = HttpToolsProtocol) -> type | str:
     """The ``http`` setting for uvicorn: :class:`OneWriteProtocol`, or uvicorn's own
     ``"httptools"`` when the installed uvicorn lacks an internal it relies on (a newer release
