@@ -85,7 +85,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool,
-                extra_args: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+                extra_args: list[str] | None = None, wrapper: list[str] | None = None,
+                startup_s: float = 60) -> tuple[subprocess.Popen, str]:
+    """Start ``harness up`` (under ``wrapper``, e.g. valgrind, when given) and return it with its
+    Keystone URL once every service listens (at most ``startup_s``)."""
     keys = ["KEYSTONE", "NOVA", "GLANCE", "NEUTRON", "CINDER"]
     ports = dict(zip(keys, _free_ports(5)))
     env = {**os.environ, **{f"HARNESS_PORTS__{k}": str(v) for k, v in ports.items()},
@@ -95,12 +98,12 @@ def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool,
     # for the cloud's own children (the span-export process), so a checkout elsewhere measures
     # its own code, not whatever tree the shell happens to be in
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "harness.cli", "up", "--profile", profile, "--hosts", str(hosts),
+    cmd = [*(wrapper or []), sys.executable, "-m", "harness.cli", "up", "--profile", profile, "--hosts", str(hosts),
            "--run-dir", str(Path(run_dir).resolve()), *(extra_args or [])]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     auth_url = f"http://127.0.0.1:{ports['KEYSTONE']}/v3"
-    deadline = time.time() + 60
+    deadline = time.time() + startup_s
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"cloud exited: {proc.stderr.read() if proc.stderr else ''}")
@@ -109,7 +112,7 @@ def start_cloud(run_dir: Path, *, profile: str, hosts: int, tracing: bool,
                 break
         except OSError:
             time.sleep(0.1)
-    time.sleep(0.5)  # the last services and the service tokens
+    time.sleep(0.5 if not wrapper else 5)  # the last services and the service tokens
     return proc, auth_url
 
 
