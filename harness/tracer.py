@@ -17,9 +17,13 @@ ways to start a span, chosen per tracer and re-chosen when its provider's proces
 * ``sdk``: the SDK tracer's ``start_span`` itself, for any other settings.
 
 The settings both faster paths reproduce: the default ``parentbased_always_on`` sampler (its
-answer is "record and sample" unless the parent is not sampled: such a span, and spans with links,
-odd attribute values or keys, or more attributes than the limit, are the SDK's), the default
-attribute length limit (none), the tracer enabled, the SDK's internal metrics off.
+answer is "record and sample" unless the parent is not sampled; spans with links, odd attribute
+values or keys, or more attributes than the limit are the SDK's), the default attribute length
+limit (none), the tracer enabled, the SDK's internal metrics off. The light path also takes the
+decisions of ``traceidratio`` and ``parentbased_traceidratio`` itself (:func:`sampler_rule`: they
+depend on the ids only), making a dropped span the SDK's ``NonRecordingSpan`` with the same ids
+and flags; before, every span of a sampled run went through the SDK and sampling one trace in
+ten cost more than tracing all of them.
 
 :class:`CurrentSpan` is ``start_as_current_span`` as one small class (the SDK's is two
 generator-based context managers): start, make current through the context variable itself
@@ -152,6 +156,8 @@ def _current_span(start: Callable[..., trace.Span], args: tuple, end_on_exit: bo
 
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED | trace.TraceFlags.RANDOM_TRACE_ID)
+_RANDOM = trace.TraceFlags(trace.TraceFlags.RANDOM_TRACE_ID)
+_DEFAULT_FLAGS = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _NO_STATE = trace.DEFAULT_TRACE_STATE
 _TRACE_MAX, _SPAN_MAX = (1 << 128) - 1, (1 << 64) - 1
 _new_context = tuple.__new__  # SpanContext is a tuple; its __new__ only checks what we check
@@ -187,13 +193,48 @@ class _HarnessSpan(SdkSpan):
         self._record_end_metrics = None
 
 
+#: :func:`sampler_rule`'s answer for the default ``parentbased_always_on``: every root sampled.
+ALWAYS_ON_RULE = (True, None)
+
+
+def sampler_rule(sampler: Any) -> tuple[bool, int | None] | None:
+    """How the light path decides for the SDK's ``sampler``, or None when it cannot say.
+
+    ``(parent_based, bound)``: with ``parent_based`` a span with a valid parent follows the
+    parent's sampled flag (ParentBased's default delegates: ALWAYS_ON for a sampled parent, ALWAYS_OFF
+    for another) and a root is decided by ``bound``; without it every span is. ``bound`` None
+    samples every such span; an int samples it when the low 64 bits of its trace id are below it
+    (``TraceIdRatioBased``: ``OTEL_TRACES_SAMPLER=[parentbased_]traceidratio``). Both decisions
+    depend on ids only, as those samplers' do, so the light path can take them without the
+    sampler's call and its result object (the self-check compares them with the SDK's)."""
+    if sampler is sampling.DEFAULT_ON:
+        return ALWAYS_ON_RULE
+    kind = type(sampler)
+    if kind is sampling.TraceIdRatioBased:
+        return False, sampler.bound
+    if kind in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
+        delegates = (getattr(sampler, "_remote_parent_sampled", None),
+                     getattr(sampler, "_remote_parent_not_sampled", None),
+                     getattr(sampler, "_local_parent_sampled", None),
+                     getattr(sampler, "_local_parent_not_sampled", None))
+        if delegates != (sampling.ALWAYS_ON, sampling.ALWAYS_OFF, sampling.ALWAYS_ON, sampling.ALWAYS_OFF):
+            return None
+        root = getattr(sampler, "_root", None)
+        if root is sampling.ALWAYS_ON:
+            return ALWAYS_ON_RULE
+        if type(root) is sampling.TraceIdRatioBased:
+            return True, root.bound
+    return None
+
+
 def fast_path_applies(sdk_tracer: Any) -> bool:
-    """Whether the SDK tracer's settings are ones the fast and light paths reproduce exactly."""
+    """Whether the SDK tracer's settings are ones the light path reproduces exactly (the fast
+    path also needs :data:`ALWAYS_ON_RULE`: see :meth:`HarnessTracer._choose`)."""
     try:
         limits = sdk_tracer._span_limits
         default = SpanLimits()
         return (
-            sdk_tracer.sampler is sampling.DEFAULT_ON
+            sampler_rule(sdk_tracer.sampler) is not None
             and sdk_tracer._is_enabled()
             and limits.max_span_attribute_length is None
             and limits.max_span_attributes == default.max_span_attributes
@@ -243,6 +284,10 @@ class HarnessTracer(trace.Tracer):
         limits = getattr(sdk_tracer, "_span_limits", None)
         self._max_attributes = getattr(limits, "max_span_attributes", 0) or 0
         self._fast = fast_path_applies(sdk_tracer) and (not check or _checked("fast"))
+        rule = sampler_rule(getattr(sdk_tracer, "sampler", None)) if self._fast or force else None
+        # the default sampler's spans may take the fast path too; a ratio's only the light one
+        self._parent_based, self._bound = rule or ALWAYS_ON_RULE
+        self._always_on = rule == ALWAYS_ON_RULE
         if self._fast or force is not None:
             ids = sdk_tracer.id_generator  # type: ignore[attr-defined]
             self._ids = ids
@@ -262,7 +307,7 @@ class HarnessTracer(trace.Tracer):
             self._watched = light_processors(self._processor)
             light = (self._watched is not None and _ceiling() == "light"
                      and (not self._check or _checked("light")))
-            mode = "light" if light else "fast"
+            mode = "light" if light else "fast" if self._always_on else "sdk"
         self.mode = mode
         # bound once: no extra frame per span
         self.start_span = {  # type: ignore[method-assign]
@@ -338,8 +383,8 @@ class HarnessTracer(trace.Tracer):
         elif type(current) is LightSpan and current.context[5] and current.context[3] & 1:
             parent = current.context  # valid and sampled: a light span's are, unless ids are odd
         elif (type(current) is _NonRecordingSpan and type(current._context) is SpanContext
-              and current._context[5] and current._context[3] & 1):
-            parent = current._context  # a remote parent (extract's), valid and sampled
+              and current._context[5]):
+            parent = current._context  # a remote parent (extract's) or an unsampled one, valid
         else:
             sdk_decides, parent = self._parent(context)
             if sdk_decides:
@@ -353,9 +398,17 @@ class HarnessTracer(trace.Tracer):
                 trace_id = self._ids.generate_trace_id()
                 flags = _SAMPLED_RANDOM if self._ids.is_trace_id_random() else _SAMPLED
             state = _NO_STATE
+            bound = self._bound
+            if bound is not None and trace_id & _SPAN_MAX >= bound:  # the ratio drops it
+                return self._unsampled(trace_id, flags & 2, state)
         else:
             trace_id, state = parent[0], parent[4]
             flags = _SAMPLED_RANDOM if parent[3] & 2 else _SAMPLED
+            if self._parent_based:
+                if not parent[3] & 1:  # ParentBased: an unsampled parent's child is dropped
+                    return self._unsampled(trace_id, flags & 2, state)
+            elif self._bound is not None and trace_id & _SPAN_MAX >= self._bound:
+                return self._unsampled(trace_id, flags & 2, state)
         if self._random_ids:
             span_id = _getrandbits(64) or self._ids.generate_span_id()
         else:
@@ -382,6 +435,20 @@ class HarnessTracer(trace.Tracer):
             settings.started[settings.service] += 1
         else:
             settings.on_start(span, parent_context=context)
+        return span
+
+    def _unsampled(self, trace_id: int, random_flag: int, state: Any) -> trace.Span:
+        """The SDK's answer for a dropped span: a NonRecordingSpan with a new span id, the trace
+        id, the parent's trace state (none for a root) and no sampled flag. No processor sees it,
+        nothing is counted, and what starts under it is dropped too (ParentBased)."""
+        if self._random_ids:
+            span_id = _getrandbits(64) or self._ids.generate_span_id()
+        else:
+            span_id = self._ids.generate_span_id()
+        span = _new(_NonRecordingSpan)
+        span._context = _new_context(SpanContext, (
+            trace_id, span_id, False, _RANDOM if random_flag else _DEFAULT_FLAGS, state,
+            0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX))
         return span
 
     def _fast_start(

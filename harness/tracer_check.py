@@ -121,6 +121,44 @@ def readable_fields(span: Any) -> dict[str, Any]:
 
 _CLASS = {"fast": "_HarnessSpan", "light": "LightSpan"}
 
+#: Samplers whose decisions the light path takes itself (:func:`harness.tracer.sampler_rule`):
+#: the check's fixed trace id (low 64 bits ~0.52 of their range) is dropped at 0.25, kept at 0.75.
+_SAMPLERS = (sampling.TraceIdRatioBased(0.25), sampling.TraceIdRatioBased(0.75),
+             sampling.ParentBasedTraceIdRatio(0.25), sampling.ParentBasedTraceIdRatio(0.75))
+
+
+def _decisions(tracer: Any) -> list[tuple]:
+    """Each span's class, recording flag and context for a root, its child, and children of a
+    sampled and an unsampled remote parent."""
+    start = tracer.start_span
+    root = start("root", None, SpanKind.SERVER, {"k": "v"}, None, 1)
+    child = start("child", trace.set_span_in_context(root), SpanKind.INTERNAL, None, None, 2)
+    made = [root, child]
+    for flags in (trace.TraceFlags(trace.TraceFlags.SAMPLED), trace.TraceFlags(0)):
+        remote = trace.NonRecordingSpan(trace.SpanContext(
+            0x0AF7651916CD43DD0000000000000001, 0x00F067AA0BA902B7, is_remote=True, trace_flags=flags))
+        made.append(start("remote", trace.set_span_in_context(remote), SpanKind.SERVER, None, None, 3))
+    view = [(s.is_recording() or type(s).__name__, tuple(s.get_span_context())) for s in made]
+    for span in reversed(made):
+        span.end(4)
+    return view
+
+
+def _sampling_differs() -> str | None:
+    """Where the light path's sampling decisions differ from the SDK's samplers, if anywhere."""
+    from harness.tracer import HarnessTracer
+
+    for sampler in _SAMPLERS:
+        views = []
+        for force in ("sdk", "light"):
+            provider = TracerProvider(sampler=sampler, id_generator=_Ids(), shutdown_on_exit=False,
+                                      active_span_processor=Collector())  # type: ignore[arg-type]
+            views.append(_decisions(HarnessTracer(provider.get_tracer("harness.self_check"),
+                                                  check=False, force=force)))
+        if views[0] != views[1]:
+            return f"{sampler.get_description()}: {views[0]} != {views[1]}"
+    return None
+
 
 def self_check(mode: str) -> bool:
     """Whether ``mode`` ("fast" or "light") makes the SDK's spans (False, and a warning, if not)."""
@@ -152,4 +190,13 @@ def self_check(mode: str) -> bool:
                          for k in a.keys() | b.keys() if a.get(k) != b.get(k)})
         log.warning("%s span path disabled: this SDK's spans differ from it in %s", mode, differ)
         return False
+    if mode == "light":
+        try:
+            differs = _sampling_differs()
+        except Exception:
+            log.warning("light span path disabled: its sampling self-check failed", exc_info=True)
+            return False
+        if differs is not None:
+            log.warning("light span path disabled: this SDK samples differently: %s", differs)
+            return False
     return True
