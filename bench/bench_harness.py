@@ -14,6 +14,7 @@
 
     python bench/bench_harness.py                       # everything (~3 minutes)
     python bench/bench_harness.py --only fidelity
+    python bench/bench_harness.py --only capacity --instructions   # + overhead in instructions
 """
 
 from __future__ import annotations
@@ -291,6 +292,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="capacity runs with tracing on and off each")
     ap.add_argument("--per-step", action="store_true", help="print each fidelity cell's per-step table")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also state tracing's overhead in instructions a boot, the cloud under callgrind "
+                    "(bench_instructions.py: needs valgrind, ~3 min; repeatable to ~0.2 %% where "
+                    "throughput on a VM drifts by 10 %%)")
     ap.add_argument("--fidelity-scale", type=int, default=1, metavar="N",
                     help="N times the boots of each fidelity cell: a step's ratio over 100 boots varies "
                          "by ~2 %% from run to run (bootstrap), over N x 100 by ~2/sqrt(N) %%")
@@ -308,6 +313,16 @@ def main() -> None:
               f"({c['http_cpu_ms_per_boot']} ms): capacity over ceiling {c['capacity_over_ceiling']} "
               f"(target >= 0.5; capacity target 150 boots/s)")
         print(json.dumps(c))
+    if args.instructions and args.only in (None, "capacity"):
+        import bench_instructions
+
+        sides = {side: bench_instructions.measure(side == "on", warmup=20, boots=200, concurrency=16, poll=2.0)
+                 for side in ("on", "off")}
+        ratio = sides["on"]["instructions_per_boot"] / sides["off"]["instructions_per_boot"]
+        out["instructions"] = {**sides, "on_over_off": round(ratio, 4)}
+        print(f"tracing overhead in instructions: {100 * (ratio - 1):.1f} % a boot "
+              f"({sides['on']['instructions_per_boot'] / 1e6:.3f} M with tracing, "
+              f"{sides['off']['instructions_per_boot'] / 1e6:.3f} M without; 200 boots each under callgrind)")
     if args.only in (None, "fidelity"):
         # fast at two loads: one boot at a time (the cloud's loop ~25 % busy) and four (~50 %):
         # a wake-up waits for the callback running when its timer fires, so 2 ms steps drift
