@@ -20,8 +20,8 @@ The settings both faster paths reproduce: the default ``parentbased_always_on`` 
 answer is "record and sample" unless the parent is not sampled; spans with links, odd attribute
 values or keys, or more attributes than the limit are the SDK's), the default attribute length
 limit (none), the tracer enabled, the SDK's internal metrics off. The light path also takes the
-decisions of ``traceidratio`` and ``parentbased_traceidratio`` itself (:func:`sampler_rule`: they
-depend on the ids only), making a dropped span the SDK's ``NonRecordingSpan`` with the same ids
+decisions of ``traceidratio``, ``parentbased_traceidratio``, ``always_on`` and ``always_off``
+itself (:func:`sampler_rule`: they depend on the ids and the parent's flag only), making a dropped span the SDK's ``NonRecordingSpan`` with the same ids
 and flags; before, every span of a sampled run went through the SDK and sampling one trace in
 ten cost more than tracing all of them.
 
@@ -209,6 +209,10 @@ def sampler_rule(sampler: Any) -> tuple[bool, int | None] | None:
     sampler's call and its result object (the self-check compares them with the SDK's)."""
     if sampler is sampling.DEFAULT_ON:
         return ALWAYS_ON_RULE
+    if sampler is sampling.ALWAYS_ON:  # always_on: every span, whatever its parent says
+        return False, None
+    if sampler is sampling.ALWAYS_OFF:  # always_off: no span (bound 0 keeps none)
+        return False, 0
     kind = type(sampler)
     if kind is sampling.TraceIdRatioBased:
         return False, sampler.bound

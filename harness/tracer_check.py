@@ -124,7 +124,8 @@ _CLASS = {"fast": "_HarnessSpan", "light": "LightSpan"}
 #: Samplers whose decisions the light path takes itself (:func:`harness.tracer.sampler_rule`):
 #: the check's fixed trace id (low 64 bits ~0.52 of their range) is dropped at 0.25, kept at 0.75.
 _SAMPLERS = (sampling.TraceIdRatioBased(0.25), sampling.TraceIdRatioBased(0.75),
-             sampling.ParentBasedTraceIdRatio(0.25), sampling.ParentBasedTraceIdRatio(0.75))
+             sampling.ParentBasedTraceIdRatio(0.25), sampling.ParentBasedTraceIdRatio(0.75),
+             sampling.ALWAYS_ON, sampling.ALWAYS_OFF)
 
 
 def _decisions(tracer: Any) -> list[tuple]:

@@ -357,8 +357,8 @@ def _sampled_scenario(tracer):
 
 @pytest.mark.parametrize("sampler,roots_kept", [
     (sampling.ParentBasedTraceIdRatio(0.5), 3), (sampling.TraceIdRatioBased(0.5), 3),
-    (sampling.ParentBased(sampling.ALWAYS_ON), 6)],
-    ids=["parentbased_traceidratio", "traceidratio", "parentbased_always_on"])
+    (sampling.ParentBased(sampling.ALWAYS_ON), 6), (sampling.ALWAYS_ON, 6), (sampling.ALWAYS_OFF, 0)],
+    ids=["parentbased_traceidratio", "traceidratio", "parentbased_always_on", "always_on", "always_off"])
 def test_ratio_samplers_keep_the_light_path_and_decide_as_the_sdk(sampler, roots_kept):
     """OTEL_TRACES_SAMPLER=[parentbased_]traceidratio: the light path takes the samplers'
     decisions itself (sampled spans light, dropped ones the SDK's NonRecordingSpan with the same
@@ -383,10 +383,13 @@ def test_ratio_samplers_keep_the_light_path_and_decide_as_the_sdk(sampler, roots
     theirs, mine = _sampled_scenario(sdk), _sampled_scenario(ours)
     assert mine == theirs
     recording = [r for r, _ in (x for x in mine if type(x) is tuple)]
-    assert sum(recording[0:18:3]) == roots_kept  # the six roots: every other one, or all
-    assert not all(recording)  # ParentBased drops under the unsampled remote parent, at least
+    assert sum(recording[0:18:3]) == roots_kept  # the six roots: every other one, all or none
+    # under the unsampled remote parent: dropped by ParentBased, kept by always_on and the ratio
+    # (its trace id's low bits are ~0.52 of the range: above 0.5, so the ratio drops it too)
+    assert recording[-1] is (sampler is sampling.ALWAYS_ON)
     assert _encoded(our_exp) == _encoded(sdk_exp)
     assert all(type(s) is LightSpan for s in our_exp.get_finished_spans())
+    assert len(our_exp.get_finished_spans()) == sum(recording) > 0 or sampler is sampling.ALWAYS_OFF
     assert our_proc.started == sdk_proc.started and our_proc.ended == sdk_proc.ended
 
 
