@@ -181,12 +181,12 @@ class BootUser(HttpUser):
                 span.set_attribute("openstack.instance.id", server_id)
                 server = self._wait_built(opts, server_id, span)
             except (CloudError, BootFailed) as exc:
-                self._boot_failed(span, intended, exc, "failed")
+                self._boot_failed(span, intended, exc, "failed", server_id)
                 return server_id
             except Exception as exc:  # a malformed answer: a failure with its text, not a crash
                 log.exception("boot of user %s", self.user_id)
                 span.record_exception(exc)
-                self._boot_failed(span, intended, exc, "failed")
+                self._boot_failed(span, intended, exc, "failed", server_id)
                 return server_id
             except BaseException:  # the run stopped mid-boot (GreenletExit): not a result
                 span.set_attribute("harness.boot.outcome", "interrupted")
@@ -194,12 +194,24 @@ class BootUser(HttpUser):
             span.set_attribute("openstack.instance.status", server["status"])
             span.set_attribute("harness.boot.outcome", "active")
             self._report_boot(intended, None)
+            self._log_boot(span, intended, "active", server_id)
         return server_id
 
-    def _boot_failed(self, span: Any, intended: float, exc: Exception, outcome: str) -> None:
+    def _boot_failed(self, span: Any, intended: float, exc: Exception, outcome: str,
+                     server_id: str | None) -> None:
         span.set_status(Status(StatusCode.ERROR, str(exc)))
         span.set_attribute("harness.boot.outcome", outcome)
         self._report_boot(intended, exc)
+        self._log_boot(span, intended, outcome, server_id, str(exc))
+
+    def _log_boot(self, span: Any, intended: float, outcome: str, server_id: str | None,
+                  message: str | None = None) -> None:
+        """The boot's line in the run's boot log (its result even when its trace was dropped)."""
+        if self.ctx.boot_log is not None:
+            self.ctx.boot_log.write(outcome=outcome, server_id=server_id,
+                                    trace_id=span.get_span_context().trace_id,
+                                    start_ns=self._unix_ns(intended), message=message,
+                                    sampled=span.is_recording())
 
     def _create(self, image: str, flavor: str) -> str:
         assert self.session is not None

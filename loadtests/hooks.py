@@ -15,6 +15,7 @@ import gevent
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
+from loadtests.boot_log import BootLog
 from loadtests.keystone_session import auth_url_of
 from loadtests.load_options import LoadOptions, add_arguments
 from loadtests.load_run import RUN_ID_ATTR, CloudInfo, LoadRun
@@ -40,6 +41,7 @@ class LoadContext:
                 locust_otel=bool(getattr(environment.parsed_options, "otel", False)),
                 process_role=role)
         self.run: LoadRun | None = None
+        self.boot_log: BootLog | None = None  # this process's boots, one line each (not the master)
         self._pending_record: tuple[LoadRun, gevent.Greenlet] | None = None
 
     @property
@@ -63,6 +65,8 @@ class LoadContext:
         host = env.host or ""
         cloud = CloudInfo.read(options.run_dir, auth_url_of(host)) if host else None
         self.run = LoadRun(run_id=run_id, options=options, host=host, cloud=cloud)
+        if not self.is_master and self.boot_log is None:
+            self.boot_log = BootLog(options.run_dir)
         log.info("run %s: shape %s, users %d, spans %s", run_id, options.load_shape, self.users_total(),
                  self.tracing.spans_path if self.tracing else "(master: none)")
 
@@ -88,6 +92,9 @@ class LoadContext:
         log.info("run %s recorded in %s", run.run_id, path)
 
     def quit(self) -> None:
+        if self.boot_log is not None:
+            self.boot_log.close()
+            self.boot_log = None
         if self._pending_record is not None:
             run, later = self._pending_record
             if not later.ready():  # Locust is quitting: the workers' final reports are in

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -49,25 +48,6 @@ class _Display:
         return t
 
 
-#: OTEL_TRACES_SAMPLER values that keep every trace (unset is the SDK's parentbased_always_on).
-KEEPS_EVERY_TRACE = ("", "always_on", "parentbased_always_on")
-
-
-def sampling_error() -> str | None:
-    """Why ``harness bench`` cannot run with the ``OTEL_TRACES_SAMPLER`` set, if it cannot.
-
-    A cell's per-boot results, its throughput and its SLAs come from the boots' traces (the
-    Locust user's span of each boot), so a sampler that drops traces would drop boots from them:
-    ten times fewer boots and a tenth of the throughput at a 0.1 ratio, and nothing would say so."""
-    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-    if name in KEEPS_EVERY_TRACE:
-        return None
-    return (f"OTEL_TRACES_SAMPLER={name}: harness bench reads each boot's result from its trace, so "
-            "a sampler that drops traces would drop boots from the results, the throughput and the "
-            "SLAs. Unset it for harness bench; sampling is for a cloud under your own load "
-            "(harness up), where it cuts tracing's cost (README, 'Sampling').")
-
-
 @app.command()
 def bench(
     experiment: Optional[Path] = typer.Argument(None, help="Experiment TOML (default: ~2 minute built-in experiment)."),
@@ -79,9 +59,6 @@ def bench(
 
     Exits 1 when an SLA fails (for CI); finished cells are kept and skipped on the next run.
     """
-    why = sampling_error()
-    if why is not None:
-        fail(why)
     try:
         exp = load_experiment(experiment)
     except ExperimentError as exc:

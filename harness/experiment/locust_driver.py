@@ -4,7 +4,8 @@ The cloud runs in this process's event loop; Locust (gevent) runs in its own pro
 would run it, on the other core. Locust writes its CSVs and HTML report into the cell directory
 and appends its spans (one ``nova.boot_server`` CLIENT span a boot, ``service.name=locust``) to the
 cell's ``spans.jsonl``, so each boot is one trace from the user to the hypervisor. The per-boot
-results are read back from those spans.
+results are read from the boot log the Locust processes write beside them (every finished boot,
+its trace kept or not: :mod:`loadtests.boot_log`); the spans are the fallback.
 """
 
 from __future__ import annotations
@@ -74,6 +75,24 @@ async def run_locust(exp: Experiment, cell: Cell, *, auth_url: str, cell_dir: Pa
         tail = (cell_dir / "locust.log").read_text()[-2000:]
         raise LocustFailed(f"locust exited with {code} in cell {cell.name}:\n{tail}")
     return loop.time() - t0
+
+
+def results_from_boot_log(path: Path) -> list[BootResult]:
+    """One :class:`BootResult` per line of the Locust processes' boot log
+    (:mod:`loadtests.boot_log`): every finished boot, whether its trace was kept or not."""
+    from loadtests.boot_log import read_boot_log
+
+    out: list[BootResult] = []
+    for r in read_boot_log(path):
+        ok = r["outcome"] == "active"
+        start, end = int(r["start_ns"]), int(r["end_ns"])
+        out.append(BootResult(
+            server_id=r.get("server_id"), status="ACTIVE" if ok else "ERROR",
+            fault=None if ok else (r.get("message") or "boot failed"), started=start / 1e9,
+            accepted_s=float("nan"), active_s=(end - start) / 1e9 if ok else None,
+            trace_id=r.get("trace_id"),
+        ))
+    return out
 
 
 def results_from_spans(spans: Any) -> list[BootResult]:

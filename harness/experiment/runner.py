@@ -20,9 +20,10 @@ from harness.cloud import EmbeddedCloud
 from harness.config import Settings, free_ports
 from harness.experiment import sla as sla_mod
 from harness.experiment.spec import Cell, Experiment
-from harness.experiment.locust_driver import results_from_spans, run_locust
+from harness.experiment.locust_driver import results_from_boot_log, results_from_spans, run_locust
 from harness.steps import Phase
 from harness.loadgen import BootOptions, LoadReport, closed_loop, open_loop, percentile, run_load
+from loadtests.boot_log import BOOTS_FILE_NAME
 
 SUMMARY = "summary.json"
 
@@ -82,8 +83,11 @@ async def run_cell(exp: Experiment, cell: Cell, out: Path) -> CellOutcome:
     if exp.driver == "locust":
         from analysis.load import load_spans
 
-        spans_file = cell_dir / "spans.jsonl"
-        results = results_from_spans(load_spans(spans_file)) if spans_file.exists() else []
+        spans_file, boot_log = cell_dir / "spans.jsonl", cell_dir / BOOTS_FILE_NAME
+        if boot_log.exists():  # every boot, whether its trace was sampled or not
+            results = results_from_boot_log(boot_log)
+        else:
+            results = results_from_spans(load_spans(spans_file)) if spans_file.exists() else []
         report = LoadReport(results, min(locust_wall, exp.duration_s) or exp.duration_s,
                             spans_file if spans_file.exists() else None, counts)
     rows = report.rows()

@@ -106,3 +106,31 @@ def test_sla_checks_like_rally():
     assert res["min_throughput"].success
     assert not res["max_mean_phase_ms.scheduling"].success
     assert not res["outliers"].success
+
+
+def test_sampled_traces_keep_every_boot_in_the_results(tmp_path):
+    """With OTEL_TRACES_SAMPLER dropping traces, every boot Locust ran is still a result (from the
+    boot log), and only the kept ones have a trace. Before, results came from the traces alone:
+    a 0.25 ratio reported 112 boots where Locust ran 467."""
+    text = EXPERIMENT.replace('schedulers = ["filter_scheduler", "pack"]', 'schedulers = ["spread"]')
+    exp = tmp_path / "exp.toml"
+    exp.write_text(text)
+    env = {"COLUMNS": "160", **_env(), "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+           "OTEL_TRACES_SAMPLER_ARG": "0.3"}
+    res = subprocess.run([*HARNESS, "bench", str(exp), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-2000:]
+    cell = tmp_path / "out" / "spread__u3__fast"
+    summary = json.loads((cell / "summary.json").read_text())
+    stats = {r["Name"]: r for r in csv.DictReader((cell / "locust_stats.csv").open())}
+    ran = int(stats["boot to ACTIVE"]["Request Count"])
+    assert ran >= 10 and summary["boots"] == ran and summary["active"] == ran
+    log = [json.loads(line) for line in (cell / "locust-boots.jsonl").read_text().splitlines()]
+    kept = sum(1 for r in log if r["sampled"])
+    assert 0 < kept < ran  # about 30 % of the traces kept
+    traced = 0
+    for line in (cell / "spans.jsonl").read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                traced += sum(1 for s in ss["spans"] if s["name"] == "nova.boot_server")
+    assert traced == kept
