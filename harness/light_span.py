@@ -13,9 +13,9 @@ write (most spans never have one), and ``on_end`` gets the span itself (once end
 changes it: every write after ``end`` is refused with the SDK's warning, as the SDK refuses it).
 
 What it keeps of the SDK, observably: the same ids, flags, parents and sampling answer (the
-tracer makes one only where the sampler records, for the samplers it reproduces; a dropped span
-is the SDK's non-recording span, see :func:`harness.tracer.sampler_rule`); attributes as the SDK's default limits apply them
-(a value of another type than str/int/float/bool, an odd key, or a write that would pass the
+tracer makes one only where the sampler records, for the samplers it reproduces; a dropped
+span is the SDK's non-recording span, see :func:`harness.tracer.sampler_rule`); attributes as
+the SDK's default limits apply them (a value of another type than str/int/float/bool, an odd key, or a write that would pass the
 count limit goes through the SDK's own ``BoundedAttributes`` over this span's dict, so cleaning,
 dropping the oldest and the warnings are the SDK's); events and links built as the SDK builds
 them (``Event`` with immutable ``BoundedAttributes``), bounded by the limits' counts with the

@@ -21,8 +21,8 @@ answer is "record and sample" unless the parent is not sampled; spans with links
 values or keys, or more attributes than the limit are the SDK's), the default attribute length
 limit (none), the tracer enabled, the SDK's internal metrics off. The light path also takes the
 decisions of ``traceidratio``, ``parentbased_traceidratio``, ``always_on`` and ``always_off``
-itself (:func:`sampler_rule`: they depend on the ids and the parent's flag only), making a dropped span the SDK's ``NonRecordingSpan`` with the same ids
-and flags; before, every span of a sampled run went through the SDK and sampling one trace in
+itself (:func:`sampler_rule`: they depend on the ids and the parent's flag only), making a
+dropped span the SDK's ``NonRecordingSpan`` with the same ids and flags; before, every span of a sampled run went through the SDK and sampling one trace in
 ten cost more than tracing all of them.
 
 :class:`CurrentSpan` is ``start_as_current_span`` as one small class (the SDK's is two
@@ -402,26 +402,29 @@ class HarnessTracer(trace.Tracer):
                 trace_id = self._ids.generate_trace_id()
                 flags = _SAMPLED_RANDOM if self._ids.is_trace_id_random() else _SAMPLED
             state = _NO_STATE
-            bound = self._bound
-            if bound is not None and trace_id & _SPAN_MAX >= bound:  # the ratio drops it
-                return self._unsampled(trace_id, flags & 2, state)
+            dropped = self._bound is not None and trace_id & _SPAN_MAX >= self._bound  # the ratio's
         else:
             trace_id, state = parent[0], parent[4]
             flags = _SAMPLED_RANDOM if parent[3] & 2 else _SAMPLED
-            if self._parent_based:
-                if not parent[3] & 1:  # ParentBased: an unsampled parent's child is dropped
-                    return self._unsampled(trace_id, flags & 2, state)
-            elif self._bound is not None and trace_id & _SPAN_MAX >= self._bound:
-                return self._unsampled(trace_id, flags & 2, state)
-        if self._random_ids:
+            if self._parent_based:  # ParentBased: an unsampled parent's child is dropped
+                dropped = not parent[3] & 1
+            else:
+                dropped = self._bound is not None and trace_id & _SPAN_MAX >= self._bound
+        if self._random_ids:  # a dropped span gets its span id too, as the SDK's does
             span_id = _getrandbits(64) or self._ids.generate_span_id()
         else:
             span_id = self._ids.generate_span_id()
+        valid = 0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX
+        if dropped:
+            # the SDK's answer: a NonRecordingSpan, no sampled flag, the parent's trace state;
+            # no processor sees it, nothing is counted, and what starts under it is dropped too
+            unsampled = _new(_NonRecordingSpan)
+            unsampled._context = _new_context(SpanContext, (
+                trace_id, span_id, False, _RANDOM if flags & 2 else _DEFAULT_FLAGS, state, valid))
+            return unsampled
         span = _new(LightSpan)
         span.name = name
-        span.context = _new_context(SpanContext, (
-            trace_id, span_id, False, flags, state,
-            0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX))
+        span.context = _new_context(SpanContext, (trace_id, span_id, False, flags, state, valid))
         span.parent = parent
         span.kind = kind
         span.start_time = start_time if start_time is not None else time_ns()
@@ -439,20 +442,6 @@ class HarnessTracer(trace.Tracer):
             settings.started[settings.service] += 1
         else:
             settings.on_start(span, parent_context=context)
-        return span
-
-    def _unsampled(self, trace_id: int, random_flag: int, state: Any) -> trace.Span:
-        """The SDK's answer for a dropped span: a NonRecordingSpan with a new span id, the trace
-        id, the parent's trace state (none for a root) and no sampled flag. No processor sees it,
-        nothing is counted, and what starts under it is dropped too (ParentBased)."""
-        if self._random_ids:
-            span_id = _getrandbits(64) or self._ids.generate_span_id()
-        else:
-            span_id = self._ids.generate_span_id()
-        span = _new(_NonRecordingSpan)
-        span._context = _new_context(SpanContext, (
-            trace_id, span_id, False, _RANDOM if random_flag else _DEFAULT_FLAGS, state,
-            0 < trace_id <= _TRACE_MAX and 0 < span_id <= _SPAN_MAX))
         return span
 
     def _fast_start(

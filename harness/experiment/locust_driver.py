@@ -82,17 +82,19 @@ def results_from_boot_log(path: Path) -> list[BootResult]:
     (:mod:`loadtests.boot_log`): every finished boot, whether its trace was kept or not."""
     from loadtests.boot_log import read_boot_log
 
-    out: list[BootResult] = []
-    for r in read_boot_log(path):
-        ok = r["outcome"] == "active"
-        start, end = int(r["start_ns"]), int(r["end_ns"])
-        out.append(BootResult(
-            server_id=r.get("server_id"), status="ACTIVE" if ok else "ERROR",
-            fault=None if ok else (r.get("message") or "boot failed"), started=start / 1e9,
-            accepted_s=float("nan"), active_s=(end - start) / 1e9 if ok else None,
-            trace_id=r.get("trace_id"),
-        ))
-    return out
+    return [_result(r["outcome"], r.get("server_id"), r.get("trace_id"), int(r["start_ns"]),
+                    int(r["end_ns"]), r.get("message")) for r in read_boot_log(path)]
+
+
+def _result(outcome: str, server: str | None, trace_id: str | None, start: int, end: int,
+            message: str | None) -> BootResult:
+    """A boot's result from its outcome and wall-clock start and end (ns)."""
+    ok = outcome == "active"
+    return BootResult(
+        server_id=server, status="ACTIVE" if ok else "ERROR",
+        fault=None if ok else (message or "boot failed"), started=start / 1e9,
+        accepted_s=float("nan"), active_s=(end - start) / 1e9 if ok else None, trace_id=trace_id,
+    )
 
 
 def results_from_spans(spans: Any) -> list[BootResult]:
@@ -111,10 +113,5 @@ def results_from_spans(spans: Any) -> list[BootResult]:
     ):
         if outcome == "interrupted":
             continue  # the run ended mid-boot: not a result
-        ok = outcome == "active"
-        out.append(BootResult(
-            server_id=server, status="ACTIVE" if ok else "ERROR",
-            fault=None if ok else (message or "boot failed"), started=start / 1e9,
-            accepted_s=float("nan"), active_s=(end - start) / 1e9 if ok else None, trace_id=trace_id,
-        ))
+        out.append(_result(outcome, server, trace_id, start, end, message))
     return out
